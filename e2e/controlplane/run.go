@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"k8s.io/component-base/version"
+)
+
+// options are the flags of `controlplane run`.
+type options struct {
+	dir        string
+	kwokBinary string
+	kwokConfig string
+	nodes      string
+	timeout    time.Duration
+}
+
+func parseOptions(args []string) (options, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return options{}, err
+	}
+	binDir := filepath.Dir(self)
+	o := options{}
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.StringVar(&o.dir, "dir", ".cluster", "state directory: ports, certificates, etcd data, kubeconfig, logs")
+	fs.StringVar(&o.kwokBinary, "kwok", filepath.Join(binDir, "kwok"), "path of the kwok binary")
+	fs.StringVar(&o.kwokConfig, "kwok-config", filepath.Join(binDir, "kwok-stages.yaml"), "KWOK stages configuration")
+	fs.StringVar(&o.nodes, "nodes", defaultNodes, "fake nodes as TYPE=COUNT,... (types from the built-in catalogue)")
+	fs.DurationVar(&o.timeout, "ready-timeout", 120*time.Second, "give up when not ready within this time")
+	if err := fs.Parse(args); err != nil {
+		return options{}, err
+	}
+	abs, err := filepath.Abs(o.dir)
+	if err != nil {
+		return options{}, err
+	}
+	o.dir = abs
+	return o, nil
+}
+
+// run starts every component in dependency order, prints READY, and then
+// waits for SIGTERM/SIGINT or for a component to fail.
+func run(args []string) error {
+	o, err := parseOptions(args)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	nodes, err := parseNodes(o.nodes)
+	if err != nil {
+		return err
+	}
+	st, err := openState(o.dir)
+	if err != nil {
+		return err
+	}
+	if err := writePIDFile(st, nil); err != nil {
+		return err
+	}
+	if err := ensurePKI(st); err != nil {
+		return fmt.Errorf("certificates: %w", err)
+	}
+	if err := writeKubeconfig(st); err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+
+	// Our own signal channel: the API server installs the process's one
+	// shutdown handler (it cancels the API server's context), and Go lets
+	// more than one channel receive the same signal.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+
+	failed := make(chan error, 8)
+	etcd, err := startEtcd(st)
+	if err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	go func() { failed <- fmt.Errorf("etcd: %w", <-etcd.Err()) }()
+	logf("etcd serving on %s (%s)", st.etcdURL(), since(start))
+
+	apiDone := startAPIServer(st, failed)
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	defer cancel()
+	client, err := waitAPIServer(ctx, st, failed)
+	if err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	logf("kube-apiserver ready on %s (%s)", st.apiserverURL(), since(start))
+
+	startControllerManager(st, failed)
+
+	children := &childSet{}
+	defer children.stop()
+	if err := children.start("scheduler", st, schedulerCommand(st)); err != nil {
+		return err
+	}
+	if err := children.start("kwok", st, kwokCommand(st, o.kwokBinary, o.kwokConfig)); err != nil {
+		return err
+	}
+	if err := writePIDFile(st, children); err != nil {
+		return err
+	}
+	go children.watch(failed)
+
+	bg, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
+	if err := ensureDefaultStorageClass(ctx, client); err != nil {
+		return fmt.Errorf("storage class: %w", err)
+	}
+	go runFakeProvisioner(bg, client)
+	if err := ensureNodes(ctx, client, nodes); err != nil {
+		return fmt.Errorf("nodes: %w", err)
+	}
+
+	if err := waitClusterReady(ctx, st, client, nodes, failed); err != nil {
+		return err
+	}
+	fmt.Printf("READY %s (%.1fs)\n", st.kubeconfigPath(), time.Since(start).Seconds())
+	_ = os.Stdout.Sync()
+
+	select {
+	case s := <-sigs:
+		logf("received %s, shutting down", s)
+	case err := <-failed:
+		logf("component failed: %v", err)
+		children.stop()
+		etcd.Close()
+		return err
+	}
+	stopBackground()
+	children.stop()
+	// The API server saw the same signal and is draining; give it a moment
+	// so it does not log storage errors, then close etcd last.
+	select {
+	case <-apiDone:
+	case <-time.After(5 * time.Second):
+	}
+	etcd.Close()
+	return nil
+}
+
+func printVersion() error {
+	fmt.Println(version.Get().GitVersion)
+	return nil
+}
+
+func since(t time.Time) string { return time.Since(t).Round(10 * time.Millisecond).String() }
+
+// logf writes progress to stderr; stdout carries only the READY line.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "controlplane: "+format+"\n", args...)
+}

@@ -1,0 +1,1 @@
+"""Fixtures for real controlplane processes (filled in by its owner)."""

@@ -1,0 +1,1 @@
+"""Fixtures for real postgres_servers processes (filled in by its owner)."""

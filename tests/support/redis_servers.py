@@ -1,0 +1,1 @@
+"""Fixtures for real redis_servers processes (filled in by its owner)."""
