@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed ## create .venv in the repo root with the service, the operator and dev tools
 
 .PHONY: setup
-setup: system-deps install controlplane ## everything the tests need: packages, .venv, control plane binary
+setup: system-deps install controlplane checkov ## everything the tests need: packages, .venv, control plane binary
 
 .PHONY: lint
 lint: install ## ruff lint + format check + import layering contracts
@@ -47,3 +47,65 @@ test: setup ## run the whole test suite (starts real Redis, Postgres, PgBouncer 
 
 .PHONY: check
 check: setup lint types test ## lint + types + tests: exactly what CI runs (the README's test command)
+
+# ---- install manifests, policy checks and the demo (issue #6) --------------------------------
+# checkov lives in its own virtualenv: its pins (packaging, python-dateutil) would downgrade .venv.
+CHECKOV_VENV ?= .venv-checkov
+
+$(CHECKOV_VENV)/.installed:
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install -q 'checkov==3.3.30'
+	touch $@
+
+.PHONY: checkov
+checkov: $(CHECKOV_VENV)/.installed ## install checkov (policy checks) into its own .venv-checkov
+
+.PHONY: policy
+policy: install checkov ## checkov over manifests/ and every sample's rendered children (zero failures)
+	$(VENV)/bin/pytest -q tests/install/test_policy.py
+
+.PHONY: argocd-health
+argocd-health: install ## regenerate manifests/argocd/argocd-cm-health.yaml from health.lua
+	$(PY) scripts/argocd-health-cm.py
+
+.PHONY: demo
+demo: setup ## the first five minutes: local cluster, operator, a sample detector, fit + score (stop: make demo-down)
+	@scripts/demo.sh up
+
+.PHONY: demo-down
+demo-down: ## stop everything `make demo` started (state and logs stay in .demo/)
+	@scripts/demo.sh down
+
+# ---- operator (issue #4) -------------------------------------------------------------------------
+.PHONY: crds
+crds: install ## regenerate crds/ (CRD YAML + kustomization) from the pydantic spec/status models
+	$(PY) -m pynomaly_operator.crdgen --readme operator/README.md
+
+.PHONY: crd-docs
+crd-docs: install ## print the AnomalyDetector field reference (Markdown) generated from the models
+	@$(PY) -m pynomaly_operator.crdgen --markdown
+
+.PHONY: bench-operator
+bench-operator: install ## operator benchmark on the local control plane (1 and 200 detectors; bench/operator/)
+	$(PY) bench/operator/run.py
+
+# ---- detector benchmark ---------------------------------------------------------------------------
+BENCH_QUICK ?=
+BENCH_ARGS ?=
+.PHONY: bench
+bench: install ## detector service vs MLServer 1.7, HTTP ceiling, in-process (BENCH_QUICK=1: 3 s cells; BENCH_ARGS=...)
+	$(PY) bench/detector_bench.py $(if $(BENCH_QUICK),--quick) $(BENCH_ARGS)
+
+# ---- local control plane (issue #3; e2e/README.md) ------------------------------------------------
+.PHONY: controlplane
+controlplane: ## build .cluster/bin/{controlplane,kwok} (etcd+apiserver+controllers+scheduler, KWOK); no-op when up to date
+	@e2e/cluster.sh build
+
+.PHONY: cluster
+cluster: ## start the local Kubernetes control plane in the background; prints .cluster/kubeconfig
+	@e2e/cluster.sh start
+
+.PHONY: cluster-down
+cluster-down: ## stop the local control plane (whole process group) and remove its state
+	@e2e/cluster.sh stop

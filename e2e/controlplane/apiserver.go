@@ -29,6 +29,9 @@ func apiserverArgs(st *state) []string {
 		"--service-account-key-file=" + st.pki("sa.pub"),
 		"--service-account-signing-key-file=" + st.pki("sa.key"),
 		"--allow-privileged=true",
+		// That plugin taints every new Node not-ready until node-lifecycle
+		// (not run here: fake nodes do not heartbeat) clears it.
+		"--disable-admission-plugins=TaintNodesByCondition",
 		// No kubelets report in, so nothing could keep the kubernetes
 		// Service's endpoints current anyway.
 		"--endpoint-reconciler-type=none",

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -33,15 +34,26 @@ func (cs *childSet) start(name string, st *state, cmd *exec.Cmd) error {
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = logFile.Close()
-		return fmt.Errorf("start %s: %w", name, err)
-	}
 	c := &child{name: name, cmd: cmd, done: make(chan error, 1)}
+	started := make(chan error, 1)
 	go func() {
+		// Pdeathsig fires when the *thread* that forked the child exits, and
+		// Go may retire idle threads; pin this goroutine to its thread for
+		// the child's whole life so only our death kills the child.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		c.done <- cmd.Wait()
 		_ = logFile.Close()
 	}()
+	if err := <-started; err != nil {
+		_ = logFile.Close()
+		return fmt.Errorf("start %s: %w", name, err)
+	}
 	cs.mu.Lock()
 	cs.children = append(cs.children, c)
 	cs.mu.Unlock()
@@ -84,7 +96,7 @@ func (cs *childSet) stop() {
 		select {
 		case err := <-c.done:
 			c.done <- err
-		case <-time.After(5 * time.Second):
+		case <-time.After(3 * time.Second):
 			_ = c.cmd.Process.Kill()
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/server/v3/embed"
 	"k8s.io/component-base/version"
 )
 
@@ -72,22 +73,28 @@ func run(args []string) error {
 		return fmt.Errorf("kubeconfig: %w", err)
 	}
 
-	// Our own signal channel: the API server installs the process's one
+	// Our own signal handling: the API server installs the process's one
 	// shutdown handler (it cancels the API server's context), and Go lets
-	// more than one channel receive the same signal.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	// more than one channel receive the same signal. stopping is cancelled
+	// on SIGTERM/SIGINT, which also aborts the start-up waits below.
+	stopping, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
 
 	failed := make(chan error, 8)
 	etcd, err := startEtcd(st)
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)
 	}
-	go func() { failed <- fmt.Errorf("etcd: %w", <-etcd.Err()) }()
+	defer closeEtcd(etcd)
+	go func() {
+		if err := <-etcd.Err(); err != nil {
+			failed <- fmt.Errorf("etcd: %w", err)
+		}
+	}()
 	logf("etcd serving on %s (%s)", st.etcdURL(), since(start))
 
 	apiDone := startAPIServer(st, failed)
-	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	ctx, cancel := context.WithTimeout(stopping, o.timeout)
 	defer cancel()
 	client, err := waitAPIServer(ctx, st, failed)
 	if err != nil {
@@ -127,24 +134,34 @@ func run(args []string) error {
 	_ = os.Stdout.Sync()
 
 	select {
-	case s := <-sigs:
-		logf("received %s, shutting down", s)
+	case <-stopping.Done():
+		logf("received a stop signal, shutting down")
 	case err := <-failed:
 		logf("component failed: %v", err)
-		children.stop()
-		etcd.Close()
 		return err
 	}
 	stopBackground()
 	children.stop()
 	// The API server saw the same signal and is draining; give it a moment
-	// so it does not log storage errors, then close etcd last.
+	// so it does not log storage errors before etcd closes (deferred).
 	select {
 	case <-apiDone:
-	case <-time.After(5 * time.Second):
+	case <-time.After(time.Second):
 	}
-	etcd.Close()
 	return nil
+}
+
+// closeEtcd closes etcd, bounded: its graceful gRPC stop waits for the API
+// server's watch streams, and the data is already written (no fsync, but in
+// the files), so a prompt exit loses nothing a restart on the same --dir needs.
+func closeEtcd(e *embed.Etcd) {
+	closed := make(chan struct{})
+	go func() { e.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(time.Second):
+		logf("etcd still closing after 1s; exiting anyway")
+	}
 }
 
 func printVersion() error {

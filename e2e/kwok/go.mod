@@ -2,6 +2,10 @@ module github.com/pynomaly/pynomaly-operator/e2e/kwok
 
 go 1.26.0
 
+// KWOK lives in its own module so that its Kubernetes library pins (client-go
+// 0.36) never meet the control plane's (k8s.io/kubernetes 1.35 with its
+// staging replaces). `e2e/cluster.sh build` runs
+// `go build sigs.k8s.io/kwok/cmd/kwok` here. v0.8.0's go directive is 1.26.0.
 tool sigs.k8s.io/kwok/cmd/kwok
 
 require (

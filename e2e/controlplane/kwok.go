@@ -1,0 +1,23 @@
+package main
+
+import (
+	"os/exec"
+)
+
+// kwokCommand starts KWOK (built from its own Go module, so its Kubernetes
+// pins do not clash with ours). KWOK does not schedule: it plays the
+// kubelet for the annotated fake nodes, marks them Ready, and walks pods
+// that the scheduler bound to them through Running/Ready (and deletion),
+// following the stages in kwok-stages.yaml (KWOK's own "fast" stages,
+// copied from the pinned module at build time).
+func kwokCommand(st *state, binary, config string) *exec.Cmd {
+	return exec.Command(binary,
+		"--kubeconfig="+st.kubeconfigPath(),
+		"--config="+config,
+		"--manage-all-nodes=false",
+		"--manage-nodes-with-annotation-selector="+kwokAnnotationKey+"="+kwokAnnotationValue,
+		// Pod IPs; outside --service-cluster-ip-range and the node IPs.
+		"--cidr=10.244.0.0/16",
+		"--node-ip=10.10.0.1",
+	)
+}
