@@ -1,0 +1,211 @@
+"""The application factory and its lifespan (the composition root of a worker).
+
+``create_app(settings, ...)`` takes every collaborator explicitly; the lifespan opens the
+store and Redis, builds the data plane, and yields typed state that routes reach through
+``deps``. Warm-up and the declared model are loaded in the background (retried with
+backoff), so the worker answers /livez at once and /readyz turns true when they are loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from types import FrameType
+from typing import Any, TypedDict
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from starlette.middleware import Middleware
+
+from pynomaly_detector import logs, metrics
+from pynomaly_detector.api import errors, middleware
+from pynomaly_detector.api.deps import Health
+from pynomaly_detector.api.fastpath import ScoringFastPath
+from pynomaly_detector.api.ratelimiting import RateLimiter
+from pynomaly_detector.api.routes import health, inference, models, scoring
+from pynomaly_detector.caching import redis_clients
+from pynomaly_detector.caching.invalidation import Invalidation
+from pynomaly_detector.caching.redis_cache import RedisScoreCache
+from pynomaly_detector.dataplane import DataPlane
+from pynomaly_detector.registry.local import LocalStore
+from pynomaly_detector.registry.postgres import PostgresStore
+from pynomaly_detector.registry.store import ModelStore
+from pynomaly_detector.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class State(TypedDict):
+    """What the lifespan yields; Starlette copies it into every request's ``state``."""
+
+    settings: Settings
+    plane: DataPlane
+    health: Health
+    limiter: RateLimiter | None
+
+
+def build_store(settings: Settings) -> ModelStore:
+    """Postgres when ``database_url`` is set, else the embedded directory store."""
+    if settings.database_url:
+        return PostgresStore(
+            settings.database_url,
+            password=settings.database_password.get_secret_value() or None,
+            min_size=settings.database_pool_min_size,
+            max_size=settings.database_pool_max_size,
+            timeout=settings.database_connect_timeout_seconds,
+        )
+    return LocalStore(settings.model_dir)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: ModelStore | None = None,
+    handle_signals: bool = False,
+) -> FastAPI:
+    """The FastAPI app of one worker. ``handle_signals`` hooks SIGTERM to fail readiness first."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[State]:
+        redis = redis_clients.create(settings)
+        l2 = (
+            RedisScoreCache(
+                redis,
+                prefix=settings.cache_redis_key_prefix,
+                ttl_seconds=settings.cache_redis_ttl_seconds,
+                backoff_max=settings.redis_backoff_max_seconds,
+            )
+            if redis is not None
+            else None
+        )
+        plane = DataPlane(settings, store=store or build_store(settings), l2=l2)
+        state_health = Health()
+        limiter = (
+            RateLimiter(
+                rate=settings.rate_limit_requests_per_second,
+                burst=settings.rate_limit_burst,
+                redis=redis,
+                prefix=settings.cache_redis_key_prefix,
+            )
+            if settings.rate_limit_requests_per_second > 0
+            else None
+        )
+        await plane.start()
+        invalidation = (
+            Invalidation(
+                redis,
+                channel=f"{settings.cache_redis_key_prefix}invalidate",
+                on_change=plane.changed_elsewhere,
+                backoff_max=settings.redis_backoff_max_seconds,
+            )
+            if isinstance(redis, Redis)
+            else None
+        )
+        if invalidation is not None:
+            plane.announce = invalidation.publish
+        tasks = [
+            asyncio.create_task(_prepare(plane, state_health), name="prepare"),
+            asyncio.create_task(_sample_memory(), name="memory"),
+        ]
+        if invalidation is not None:
+            tasks.append(asyncio.create_task(invalidation.run(), name="invalidation"))
+        restore = _drain_on_sigterm(state_health, settings) if handle_signals else None
+        try:
+            yield {"settings": settings, "plane": plane, "health": state_health, "limiter": limiter}
+        finally:
+            state_health.draining = True
+            if restore is not None:
+                restore()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await plane.close()
+            if redis is not None:
+                with contextlib.suppress(Exception):
+                    await redis.aclose()
+
+    app = FastAPI(
+        title="Pynomaly detector",
+        version="0.1.0",
+        lifespan=lifespan,
+        middleware=middleware.stack(settings),
+        docs_url=None,
+        redoc_url=None,
+        # Prometheus metrics are ours; FastAPI's native OpenTelemetry hooks cost time per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    errors.install(app)
+    # The scoring routes are matched first: route matching is linear in the number of routes.
+    app.include_router(scoring.router)
+    app.include_router(inference.router)
+    app.include_router(models.router)
+    app.include_router(health.router)
+    # Innermost layer, added once the routes exist; Starlette builds the middleware stack at
+    # the first request, so appending here is in time.
+    app.user_middleware.append(Middleware(ScoringFastPath, routes=list(scoring.router.routes)))
+    return app
+
+
+async def _prepare(plane: DataPlane, state: Health) -> None:
+    delay = 0.5
+    while True:
+        try:
+            await plane.prepare()
+        except Exception as error:  # retried: the store may come up later
+            state.preparing_error = f"{type(error).__name__}: {error}"
+            log.warning("model preparation failed, retrying in %.1fs: %s", delay, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+        else:
+            state.preparing_error = None
+            return
+
+
+async def _sample_memory() -> None:
+    while True:
+        metrics.sample_memory()
+        await asyncio.sleep(10)
+
+
+def _drain_on_sigterm(state: Health, settings: Settings) -> Any:
+    """Wrap uvicorn's SIGTERM handler: fail readiness now, stop listening after the drain."""
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except ValueError:  # not the main thread
+        return None
+    if not callable(previous):
+        return None
+    loop = asyncio.get_running_loop()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        state.draining = True
+        log.info(
+            "SIGTERM: readiness fails now, shutting down in %ss", settings.shutdown_drain_seconds
+        )
+        if settings.shutdown_drain_seconds > 0:
+            loop.call_soon_threadsafe(
+                loop.call_later, settings.shutdown_drain_seconds, previous, signum, frame
+            )
+        else:
+            previous(signum, frame)
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:
+        return None
+
+    def restore() -> None:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, previous)
+
+    return restore
+
+
+def from_environment() -> FastAPI:
+    """uvicorn factory (``--factory``): settings from ``PYNOMALY_*``, JSON logs, SIGTERM drain."""
+    settings = Settings()
+    logs.configure(settings.log_level)
+    return create_app(settings, handle_signals=True)

@@ -1,0 +1,59 @@
+"""Open Inference Protocol v2 (KServe / MLServer REST): metadata and readiness (infer is in
+``scoring``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from pynomaly_detector.api.bodies import json_response
+from pynomaly_detector.api.deps import AppHealth, Plane
+from pynomaly_detector.api.errors import error_response
+from pynomaly_detector.dataplane import DataPlane
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+
+
+@router.get("/models/{name}")
+async def metadata(name: str, plane: Plane) -> Response:
+    """Model metadata in the protocol's shape."""
+    meta = await plane.describe(name)
+    return json_response(
+        {
+            "name": name,
+            "versions": [str(meta.version)],
+            "platform": f"pynomaly/{meta.algorithm}",
+            "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, meta.n_features]}],
+            "outputs": [
+                {"name": "scores", "datatype": "FP64", "shape": [-1]},
+                {"name": "is_anomaly", "datatype": "BOOL", "shape": [-1]},
+            ],
+        }
+    )
+
+
+@router.get("/models/{name}/ready")
+async def model_ready(name: str, plane: Plane) -> Response:
+    """200 when the model is loaded (loading it if needed)."""
+    await plane.model(name)
+    return json_response({"name": name, "ready": True})
+
+
+@router.get("/health/live")
+async def live() -> Response:
+    """The process serves HTTP."""
+    return json_response({"live": True})
+
+
+@router.get("/health/ready")
+async def ready(plane: Plane, health: AppHealth) -> Response:
+    """Same verdict as /readyz."""
+    ok = is_ready(plane, health)
+    return json_response({"ready": ok}) if ok else error_response(503, "not_ready", "see /readyz")
+
+
+def is_ready(plane: DataPlane, health: Any) -> bool:
+    """Ready = not draining, declared model loaded, warm-up done."""
+    return not health.draining and plane.declared_ready and plane.warm

@@ -1,0 +1,120 @@
+"""A fitted detector: the estimator, how to read its scores, and its threshold.
+
+This is what the registry pickles (signed) and what the scoring layer calls. ``score`` is
+batch-independent for every algorithm: a row's score never depends on the other rows it is
+scored with, which is what makes micro-batching and per-row caching correct.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pynomaly_detector.detectors import catalog, errors
+from pynomaly_detector.detectors.ecdf import EcdfScorer
+
+FloatArray = npt.NDArray[np.float64]
+
+ECDF_KINDS = {"ECOD": "ecod", "COPOD": "copod"}
+
+
+@dataclass(slots=True)
+class FittedDetector:
+    """A fitted estimator plus the threshold fixed at fit time from ``contamination``."""
+
+    algorithm: str
+    parameters: dict[str, Any]
+    contamination: float
+    n_features: int
+    n_samples: int
+    threshold: float
+    estimator: Any = None
+    """The fitted PyOD / scikit-learn estimator (``None`` for ECOD/COPOD)."""
+    ecdf: EcdfScorer | None = None
+    """ECOD/COPOD: the training-distribution scorer used instead of PyOD's batch scoring."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def score(self, rows: FloatArray) -> FloatArray:
+        """Anomaly scores of the rows of ``rows`` (higher = more anomalous)."""
+        if self.ecdf is not None:
+            return self.ecdf.score(rows)
+        if catalog.lookup(self.algorithm).family == "sklearn":
+            scores: FloatArray = -np.asarray(self.estimator.score_samples(rows), dtype=np.float64)
+            return scores
+        return np.asarray(self.estimator.decision_function(rows), dtype=np.float64)
+
+
+def fit(
+    algorithm: str,
+    rows: FloatArray,
+    *,
+    parameters: dict[str, Any] | None = None,
+    contamination: float = 0.1,
+) -> FittedDetector:
+    """Validate ``parameters`` against the estimator's signature and fit it on ``rows``.
+
+    Raises ``InvalidParametersError`` naming the valid parameters when one is unknown, and
+    when the estimator rejects a value; ``InvalidInputError`` for unusable training rows.
+    """
+    spec = catalog.lookup(algorithm)
+    parameters = dict(parameters or {})
+    if not 0 < contamination <= 0.5:
+        raise errors.InvalidParametersError("contamination must be in (0, 0.5]")
+    rows = np.asarray(rows, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[0] < 2 or rows.shape[1] < 1:
+        raise errors.InvalidInputError("training data needs at least 2 rows and 1 column")
+    if not np.isfinite(rows).all():
+        raise errors.InvalidInputError("training data contains NaN or infinite values")
+    if "contamination" in parameters:
+        raise errors.InvalidParametersError(
+            "set 'contamination' as its own field, not among the parameters"
+        )
+    names = spec.parameter_names()
+    valid = [name for name in names if name != "contamination"]
+    unknown = sorted(set(parameters) - set(valid))
+    if unknown:
+        msg = (
+            f"unknown parameter(s) {', '.join(unknown)} for {spec.name}; "
+            f"valid parameters: {', '.join(valid)}"
+        )
+        raise errors.InvalidParametersError(msg)
+    arguments = dict(parameters)
+    if "contamination" in names:
+        arguments["contamination"] = contamination
+    if "random_state" in valid:
+        arguments.setdefault("random_state", 0)
+    if "n_jobs" in valid:
+        # The service parallelises across requests; a model call uses one core.
+        arguments.setdefault("n_jobs", 1)
+    arguments.update(dict(spec.fixed))
+    try:
+        estimator = spec.load()(**arguments)
+    except (TypeError, ValueError) as error:
+        raise errors.InvalidParametersError(f"{spec.name}: {error}") from error
+    n_samples, n_features = rows.shape
+    quantile = 100.0 * (1.0 - contamination)
+    if spec.name in ECDF_KINDS:
+        scorer = EcdfScorer.fit("ecod" if spec.name == "ECOD" else "copod", rows)
+        threshold = float(np.percentile(scorer.score(rows), quantile))
+        return FittedDetector(
+            spec.name, parameters, contamination, n_features, n_samples, threshold, ecdf=scorer
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            estimator.fit(rows)
+    except (TypeError, ValueError) as error:
+        raise errors.InvalidParametersError(f"{spec.name}: {error}") from error
+    detector = FittedDetector(
+        spec.name, parameters, contamination, n_features, n_samples, 0.0, estimator=estimator
+    )
+    if spec.family == "pyod":
+        # PyOD's threshold comes from its training scores (leave-self-out for KNN/LOF).
+        detector.threshold = float(estimator.threshold_)
+    else:
+        detector.threshold = float(np.percentile(detector.score(rows), quantile))
+    return detector

@@ -1,0 +1,169 @@
+"""The embedded store: one directory per model, one JSON + one pickle per version.
+
+Used when no database is configured (a laptop, the demo, a single replica). Workers of one
+pod share the directory; ``fcntl`` locks serialise version numbering and declared-model fits
+across them. File I/O runs in threads so the event loop never blocks on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+
+from pynomaly_detector.registry.store import Draft
+from pynomaly_detector.registry.versions import AnomalyRecord, ModelVersion
+
+
+class LocalStore:
+    """``ModelStore`` over a directory."""
+
+    kind = "local"
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._locks.mkdir, parents=True, exist_ok=True)
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> bool:
+        return await asyncio.to_thread(os.access, self.root, os.W_OK)
+
+    @property
+    def _locks(self) -> Path:
+        return self.root / ".locks"
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, name: str) -> AsyncIterator[None]:
+        path = self._locks / f"{name}.lock"
+        handle = await asyncio.to_thread(open, path, "a+")
+        try:
+            await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            handle.close()
+
+    def _versions(self, name: str) -> list[int]:
+        directory = self.root / name
+        if not directory.is_dir():
+            return []
+        numbers = []
+        for path in directory.glob("v*.json"):
+            with contextlib.suppress(ValueError):
+                numbers.append(int(path.stem[1:]))
+        return sorted(numbers)
+
+    def _read(self, name: str, version: int) -> ModelVersion | None:
+        try:
+            body = json.loads((self.root / name / f"v{version}.json").read_text())
+        except FileNotFoundError:
+            return None
+        return ModelVersion.from_json(body)
+
+    def _latest(self, name: str) -> ModelVersion | None:
+        versions = self._versions(name)
+        return self._read(name, versions[-1]) if versions else None
+
+    def _write(self, draft: Draft) -> ModelVersion:
+        meta, artifact = draft
+        directory = self.root / meta.name
+        directory.mkdir(parents=True, exist_ok=True)
+        versions = self._versions(meta.name)
+        stored = dataclasses.replace(meta, version=(versions[-1] + 1) if versions else 1)
+        stem = directory / f"v{stored.version}"
+        # Artifact first, metadata last: a version is visible only once complete.
+        _atomic_write(stem.with_suffix(".pkl"), artifact)
+        _atomic_write(stem.with_suffix(".json"), json.dumps(stored.to_json()).encode())
+        return stored
+
+    async def save(self, draft: Draft) -> ModelVersion:
+        async with self._locked(draft[0].name):
+            return await asyncio.to_thread(self._write, draft)
+
+    async def latest(self, name: str) -> ModelVersion | None:
+        return await asyncio.to_thread(self._latest, name)
+
+    async def artifact(self, name: str, version: int) -> bytes | None:
+        path = self.root / name / f"v{version}.pkl"
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return None
+
+    async def list_models(self) -> list[ModelVersion]:
+        def scan() -> list[ModelVersion]:
+            if not self.root.is_dir():
+                return []
+            found = []
+            for directory in sorted(self.root.iterdir()):
+                if directory.is_dir() and not directory.name.startswith("."):
+                    meta = self._latest(directory.name)
+                    if meta is not None:
+                        found.append(meta)
+            return found
+
+        return await asyncio.to_thread(scan)
+
+    async def delete(self, name: str) -> bool:
+        async with self._locked(name):
+            directory = self.root / name
+            if not directory.is_dir():
+                return False
+            await asyncio.to_thread(shutil.rmtree, directory)
+            return True
+
+    async def ensure(self, name: str, fit: Callable[[], Awaitable[Draft]]) -> ModelVersion:
+        async with self._locked(name):
+            existing = await self.latest(name)
+            if existing is not None:
+                return existing
+            draft = await fit()
+            return await asyncio.to_thread(self._write, draft)
+
+    async def write_anomalies(self, records: Sequence[AnomalyRecord]) -> None:
+        def append() -> None:
+            by_model: dict[str, list[str]] = {}
+            for record in records:
+                by_model.setdefault(record.model, []).append(json.dumps(record.public()))
+            for model, lines in by_model.items():
+                directory = self.root / model
+                if directory.is_dir():
+                    with (directory / "anomalies.jsonl").open("a") as handle:
+                        handle.write("\n".join(lines) + "\n")
+
+        await asyncio.to_thread(append)
+
+    async def anomalies(
+        self, name: str, *, since: dt.datetime | None, limit: int
+    ) -> list[AnomalyRecord]:
+        def read() -> list[AnomalyRecord]:
+            path = self.root / name / "anomalies.jsonl"
+            if not path.exists():
+                return []
+            found = []
+            for line in path.read_text().splitlines():
+                body = json.loads(line)
+                body["detected_at"] = dt.datetime.fromisoformat(body["detected_at"])
+                record = AnomalyRecord(**body)
+                if since is None or record.detected_at > since:
+                    found.append(record)
+            return found[:limit]
+
+        return await asyncio.to_thread(read)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)

@@ -1,0 +1,6 @@
+"""Scoring: turning request rows into scores fast.
+
+``rows`` validates rows with numpy (no per-row pydantic) and hashes them for the caches,
+``batching`` merges concurrent requests into one model call run in a thread pool, and
+``scorer`` puts the L1 and L2 row caches in front of the batcher. No HTTP here.
+"""

@@ -1,0 +1,125 @@
+"""Micro-batching: concurrent requests for one model become one model call.
+
+Each ``submit`` appends its rows to a pending list and awaits a future. One runner task per
+batcher takes pending rows (up to ``max_size``) and starts a model call as soon as a slot is
+free (at most ``max_concurrency`` calls in flight). While calls run, new requests pile up and
+ride the next call, so batches grow with load by themselves; ``max_wait`` only delays an
+*idle* model's first call so near-simultaneous requests can share it. The event loop never
+blocks: the model call itself is the awaitable ``compute`` (the scorer runs it in a thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from pynomaly_detector import metrics
+
+FloatArray = npt.NDArray[np.float64]
+Compute = Callable[[FloatArray, Sequence[bytes]], Awaitable[FloatArray]]
+"""(rows, row hashes) -> scores, one per row."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    rows: FloatArray
+    hashes: Sequence[bytes]
+    future: asyncio.Future[FloatArray]
+
+
+class MicroBatcher:
+    """Merges concurrent ``submit`` calls into ``compute`` calls of up to ``max_size`` rows."""
+
+    def __init__(
+        self,
+        compute: Compute,
+        *,
+        max_size: int,
+        max_wait: float,
+        max_concurrency: int = 1,
+    ) -> None:
+        self.compute = compute
+        self.max_size = max_size
+        self.max_wait = max_wait
+        self._pending: list[_Pending] = []
+        self._pending_rows = 0
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._in_flight = 0
+        self._full = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._calls: set[asyncio.Task[None]] = set()
+
+    async def submit(self, rows: FloatArray, hashes: Sequence[bytes]) -> FloatArray:
+        """Scores of ``rows``, computed together with whatever else is pending."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[FloatArray] = loop.create_future()
+        self._pending.append(_Pending(rows, hashes, future))
+        self._pending_rows += len(rows)
+        if self._pending_rows >= self.max_size:
+            self._full.set()
+        if self._runner is None or self._runner.done():
+            self._runner = loop.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        while self._pending:
+            if self._in_flight == 0 and self._pending_rows < self.max_size and self.max_wait > 0:
+                self._full.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self.max_wait)
+            await self._slots.acquire()
+            batch = self._take()
+            if not batch:
+                self._slots.release()
+                continue
+            self._in_flight += 1
+            call = asyncio.get_running_loop().create_task(self._call(batch))
+            self._calls.add(call)
+            call.add_done_callback(self._calls.discard)
+
+    def _take(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        rows = 0
+        while self._pending and (not batch or rows + len(self._pending[0].rows) <= self.max_size):
+            item = self._pending.pop(0)
+            rows += len(item.rows)
+            batch.append(item)
+        self._pending_rows -= rows
+        return batch
+
+    async def _call(self, batch: list[_Pending]) -> None:
+        try:
+            live = [item for item in batch if not item.future.done()]
+            if not live:
+                return
+            if len(live) == 1:
+                rows, hashes = live[0].rows, live[0].hashes
+            else:
+                rows = np.concatenate([item.rows for item in live])
+                hashes = [digest for item in live for digest in item.hashes]
+            metrics.BATCH_SIZE.observe(len(rows))
+            metrics.BATCH_REQUESTS.observe(len(live))
+            scores = await self.compute(rows, hashes)
+            offset = 0
+            for item in live:
+                size = len(item.rows)
+                if not item.future.done():
+                    item.future.set_result(scores[offset : offset + size])
+                offset += size
+        except Exception as error:
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(error)
+        finally:
+            self._in_flight -= 1
+            self._slots.release()
+
+    async def close(self) -> None:
+        """Wait for model calls in flight."""
+        if self._calls:
+            await asyncio.gather(*self._calls, return_exceptions=True)

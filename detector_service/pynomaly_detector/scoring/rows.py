@@ -1,0 +1,71 @@
+"""Request rows -> a validated float64 matrix, checked with numpy in one pass."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pynomaly_detector.detectors.errors import InvalidInputError
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class TooManyRowsError(InvalidInputError):
+    """More rows than one request may carry (413)."""
+
+
+def matrix(instances: Any, *, n_features: int | None, max_rows: int) -> FloatArray:
+    """``instances`` (a list of equal-length lists of numbers) as an (n, d) float64 matrix.
+
+    Refuses, with a message: non-lists, ragged rows, strings/booleans/nulls, NaN or infinity,
+    an empty batch, more than ``max_rows`` rows, and a width other than ``n_features``.
+    """
+    if not isinstance(instances, list):
+        raise InvalidInputError("'instances' must be a list of rows (lists of numbers)")
+    if not instances:
+        raise InvalidInputError("'instances' is empty: send at least one row")
+    if len(instances) > max_rows:
+        raise TooManyRowsError(f"{len(instances)} rows exceed the limit of {max_rows} per request")
+    try:
+        array = np.array(instances)
+    except (ValueError, TypeError, OverflowError):
+        raise InvalidInputError("rows must be lists of numbers, all of the same length") from None
+    if array.dtype.kind in "iuf" and _has_booleans(instances):
+        raise InvalidInputError("rows must contain only numbers (booleans are not numbers here)")
+    return checked(array, n_features=n_features)
+
+
+def _has_booleans(instances: list[Any]) -> bool:
+    # numpy silently turns JSON true/false into 1/0; a per-value type check is the only way.
+    return any(type(value) is bool for row in instances if isinstance(row, list) for value in row)
+
+
+def checked(array: npt.NDArray[Any], *, n_features: int | None) -> FloatArray:
+    """``array`` as float64 after the type, shape and finiteness checks of ``matrix``."""
+    if array.dtype.kind not in "iuf":
+        raise InvalidInputError(
+            "rows must contain only numbers (no strings, booleans or nulls), all rows equally long"
+        )
+    if array.ndim != 2:
+        raise InvalidInputError(
+            f"expected a list of rows (2-D), got {array.ndim}-D data; wrap a single row as [[...]]"
+        )
+    if array.shape[0] == 0:
+        raise InvalidInputError("no rows to score")
+    if n_features is not None and array.shape[1] != n_features:
+        msg = f"rows have {array.shape[1]} values but the model expects {n_features} features"
+        raise InvalidInputError(msg)
+    values = np.ascontiguousarray(array, dtype=np.float64)
+    if not np.isfinite(values).all():
+        bad = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
+        raise InvalidInputError(f"row {bad} contains NaN or infinite values")
+    return values
+
+
+def digests(values: FloatArray) -> list[bytes]:
+    """A 16-byte hash per row (the cache key of its score)."""
+    blake = hashlib.blake2b
+    return [blake(row.tobytes(), digest_size=16).digest() for row in values]

@@ -1,0 +1,83 @@
+"""L2 against a real redis-server: round trips, TTL, prefix, and bypass while Redis is dead."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from pynomaly_detector.caching import redis_clients
+from pynomaly_detector.caching.redis_cache import CircuitBreaker, RedisScoreCache
+from pynomaly_detector.settings import Settings
+from tests.support.redis_servers import RedisServer
+
+pytestmark = pytest.mark.redis
+
+
+def _cache(server: RedisServer, **options: float) -> RedisScoreCache:
+    client = redis_clients.create(Settings(redis_mode="standalone", redis_url=server.url))
+    assert client is not None
+    return RedisScoreCache(client, prefix="t:", ttl_seconds=60, backoff_max=options.get("cap", 0.2))
+
+
+async def test_scores_round_trip_bit_for_bit(redis_server: RedisServer) -> None:
+    cache = _cache(redis_server)
+    key = cache.key("m", 3, b"\x01" * 16)
+    assert key == "t:score:m:3:" + "01" * 16
+    value = 0.1 + 0.2  # not representable exactly in decimal: bytes must round-trip
+    await cache.set_many([(key, value)])
+    assert await cache.get_many([key, "t:score:m:3:missing"]) == [value, None]
+    assert 0 < await cache.client.ttl(key) <= 60
+    await cache.delete_model("m")
+    assert await cache.get_many([key]) == [None]
+    await cache.client.aclose()
+
+
+async def test_dead_redis_is_bypassed_quickly_and_resumes(redis_server: RedisServer) -> None:
+    cache = _cache(redis_server, cap=0.2)
+    key = cache.key("m", 1, b"\x02" * 16)
+    await cache.set_many([(key, 1.5)])
+    redis_server.kill()
+    started = time.monotonic()
+    assert await cache.get_many([key]) == [None]  # the failing call
+    assert cache.breaker.is_open
+    for _ in range(100):  # while open, calls cost nothing
+        assert await cache.get_many([key]) == [None]
+        await cache.set_many([(key, 2.0)])
+    assert time.monotonic() - started < 1.0
+    redis_server.restart()  # same port, empty (no persistence)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        await cache.set_many([(key, 2.5)])
+        if await cache.get_many([key]) == [2.5]:
+            break
+        await asyncio.sleep(0.05)
+    assert await cache.get_many([key]) == [2.5]
+    assert not cache.breaker.is_open
+    await cache.client.aclose()
+
+
+def test_breaker_backoff_grows_and_resets() -> None:
+    breaker = CircuitBreaker(base=0.01, cap=0.04)
+    breaker.failed()
+    first = breaker.open_until
+    breaker.failed()
+    breaker.failed()
+    breaker.failed()
+    assert breaker.open_until - time.monotonic() <= 0.04
+    assert breaker.open_until >= first
+    breaker.succeeded()
+    assert breaker.allows()
+
+
+def test_parse_nodes() -> None:
+    assert redis_clients.parse_nodes("a:1, redis://b:2/0,:pw@c:3") == [
+        ("a", 1),
+        ("b", 2),
+        ("c", 3),
+    ]
+
+
+def test_no_redis_configured() -> None:
+    assert redis_clients.create(Settings()) is None

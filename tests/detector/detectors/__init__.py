@@ -1,0 +1,1 @@
+"""Tests of pynomaly_detector.detectors."""

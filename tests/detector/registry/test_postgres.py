@@ -1,0 +1,85 @@
+"""The Postgres store through a real PgBouncer in transaction mode."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from pynomaly_detector.registry.postgres import PostgresStore
+from pynomaly_detector.registry.store import StoreUnavailableError
+from tests.detector.registry import store_contract
+from tests.detector.registry.conftest import draft
+from tests.support.postgres_servers import PostgresStack
+
+pytestmark = pytest.mark.postgres
+
+
+def _store(stack: PostgresStack, database: str) -> PostgresStore:
+    return PostgresStore(
+        stack.dsn(database), password=stack.password, min_size=1, max_size=3, timeout=3.0
+    )
+
+
+@pytest.fixture
+async def store(postgres_stack: PostgresStack) -> AsyncIterator[PostgresStore]:
+    opened = _store(postgres_stack, postgres_stack.create_database())
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def test_versions_list_delete(store: PostgresStore) -> None:
+    await store_contract.versions_list_delete(store)
+
+
+async def test_concurrent_saves(store: PostgresStore) -> None:
+    await store_contract.concurrent_saves_get_distinct_versions(store)
+
+
+async def test_anomaly_log(store: PostgresStore) -> None:
+    await store_contract.anomaly_log(store)
+
+
+async def test_ensure_fits_once_across_replicas(postgres_stack: PostgresStack) -> None:
+    database = postgres_stack.create_database()
+    stores = [_store(postgres_stack, database) for _ in range(3)]  # three "replicas"
+    for store in stores:
+        await store.open()
+    try:
+        await store_contract.ensure_fits_exactly_once(list(stores))
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_pgbouncer_outage_is_reported_and_recovered(postgres_stack: PostgresStack) -> None:
+    store = _store(postgres_stack, postgres_stack.create_database())
+    await store.open()
+    await store.save(draft("m"))
+    postgres_stack.pgbouncer.stop()
+    try:
+        assert not await store.ping()
+        with pytest.raises(StoreUnavailableError, match="unavailable"):
+            await store.latest("m")
+    finally:
+        postgres_stack.pgbouncer.start()
+    latest = await store.latest("m")  # no restart of the store needed
+    assert latest is not None
+    assert latest.version == 1
+    assert await store.ping()
+    await store.close()
+
+
+async def test_store_opens_while_database_is_down(postgres_stack: PostgresStack) -> None:
+    database = postgres_stack.create_database()
+    postgres_stack.pgbouncer.stop()
+    store = _store(postgres_stack, database)
+    try:
+        await store.open()  # tolerated: the service must start and serve what it can
+        with pytest.raises(StoreUnavailableError):
+            await store.list_models()
+    finally:
+        postgres_stack.pgbouncer.start()
+    assert await store.list_models() == []
+    await store.close()

@@ -1,0 +1,77 @@
+"""The micro-batcher merges concurrent submissions and never mixes up results."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from pynomaly_detector.scoring.batching import MicroBatcher
+
+
+async def test_concurrent_submissions_share_model_calls() -> None:
+    calls: list[int] = []
+
+    async def compute(rows: np.ndarray, hashes: Sequence[bytes]) -> np.ndarray:
+        calls.append(len(rows))
+        await asyncio.sleep(0.01)  # a model call takes time: requests pile up meanwhile
+        return rows[:, 0] * 2
+
+    batcher = MicroBatcher(compute, max_size=64, max_wait=0.002)
+    results = await asyncio.gather(
+        *[batcher.submit(np.array([[float(i)]]), []) for i in range(100)]
+    )
+    assert [float(result[0]) for result in results] == [2.0 * i for i in range(100)]
+    assert sum(calls) == 100
+    assert max(calls) <= 64
+    assert len(calls) <= 5  # not 100 model calls
+
+
+async def test_multi_row_requests_stay_together_and_in_order() -> None:
+    async def compute(rows: np.ndarray, hashes: Sequence[bytes]) -> np.ndarray:
+        return rows.sum(axis=1)
+
+    batcher = MicroBatcher(compute, max_size=8, max_wait=0.0)
+    sizes = [1, 5, 3, 12, 2]
+    inputs = [np.arange(n * 2, dtype=float).reshape(n, 2) + 100 * i for i, n in enumerate(sizes)]
+    results = await asyncio.gather(*[batcher.submit(x, []) for x in inputs])
+    for x, result in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(result, x.sum(axis=1))
+
+
+async def test_errors_reach_every_waiter_of_the_batch() -> None:
+    async def compute(rows: np.ndarray, hashes: Sequence[bytes]) -> np.ndarray:
+        raise ValueError("model broke")
+
+    batcher = MicroBatcher(compute, max_size=8, max_wait=0.001)
+    results = await asyncio.gather(
+        *[batcher.submit(np.ones((1, 1)), []) for _ in range(3)], return_exceptions=True
+    )
+    assert all(isinstance(result, ValueError) for result in results)
+    # The batcher keeps working afterwards.
+    batcher.compute = _double
+    assert float((await batcher.submit(np.ones((1, 1)), []))[0]) == 2.0
+
+
+async def _double(rows: np.ndarray, hashes: Sequence[bytes]) -> np.ndarray:
+    return rows[:, 0] * 2
+
+
+async def test_cancelled_requests_do_not_break_the_batch() -> None:
+    gate = asyncio.Event()
+
+    async def compute(rows: np.ndarray, hashes: Sequence[bytes]) -> np.ndarray:
+        await gate.wait()
+        return rows[:, 0]
+
+    batcher = MicroBatcher(compute, max_size=8, max_wait=0.0)
+    first = asyncio.ensure_future(batcher.submit(np.ones((1, 1)), []))
+    second = asyncio.ensure_future(batcher.submit(np.full((1, 1), 3.0), []))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    gate.set()
+    assert float((await second)[0]) == 3.0
+    with pytest.raises(asyncio.CancelledError):
+        await first
