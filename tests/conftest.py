@@ -8,5 +8,6 @@ that users run. Nothing here fakes a server that can run on this machine.
 pytest_plugins = [
     "tests.support.controlplane",
     "tests.support.redis_servers",
+    "tests.support.redis_topologies",
     "tests.support.postgres_servers",
 ]

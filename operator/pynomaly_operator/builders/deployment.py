@@ -1,0 +1,190 @@
+"""The detector service Deployment.
+
+Restricted-profile pods (non-root, read-only root filesystem with emptyDirs for /tmp and the
+embedded model directory, seccomp RuntimeDefault, no capabilities, no privilege
+escalation), settings from the ConfigMap, secrets only through ``secretKeyRef``, probes on
+/livez and /readyz, node affinity to the spec's instance types, zone spread, Prometheus
+scrape annotations and a config-hash annotation that rolls the pods when settings change.
+
+``replicas`` is set only when no HPA manages the Deployment (the caller decides): the
+operator must never fight the autoscaler over it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pynomaly_operator import naming
+from pynomaly_operator.builders import configmap, signing_key
+from pynomaly_operator.specs import detector as specs
+
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+UID = 10001
+
+
+def affinity(detector: specs.AnomalyDetector) -> dict[str, Any] | None:
+    """Node affinity to the placement's instance types (None for mode ``none``)."""
+    placement = detector.spec.placement
+    if placement.mode == "none" or not placement.instance_types:
+        return None
+    term: dict[str, Any] = {
+        "matchExpressions": [
+            {"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": list(placement.instance_types)}
+        ]
+    }
+    node: dict[str, Any]
+    if placement.mode == "required":
+        node = {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}
+    else:
+        node = {
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": term}]
+        }
+    return {"nodeAffinity": node}
+
+
+def _probe(path: str, *, period: int, failures: int, timeout: int = 3) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+    }
+
+
+def _volumes(detector: specs.AnomalyDetector) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    volumes: list[dict[str, Any]] = [
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "models", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108  (the read-only root's scratch space)
+        {"name": "models", "mountPath": configmap.MODEL_DIR},
+    ]
+    ref = detector.spec.model.training.config_map_ref
+    if ref is not None:
+        volumes.append(
+            {
+                "name": "training",
+                "configMap": {"name": ref.name, "items": [{"key": ref.key, "path": ref.key}]},
+            }
+        )
+        mounts.append({"name": "training", "mountPath": configmap.TRAINING_DIR, "readOnly": True})
+    return volumes, mounts
+
+
+def deployment(
+    detector: specs.AnomalyDetector,
+    names: naming.Names,
+    *,
+    config_hash: str,
+    store_env: Sequence[dict[str, Any]] = (),
+    replicas: int | None = None,
+) -> dict[str, Any]:
+    """apps/v1 Deployment of the detector service.
+
+    ``config_hash``: hash of the ConfigMap data (pod-template annotation);
+    ``store_env``: env entries from ``builders.stores.service_env``;
+    ``replicas``: set only when no HPA owns the replica count.
+    """
+    spec = detector.spec
+    volumes, mounts = _volumes(detector)
+    env: list[dict[str, Any]] = [
+        {
+            "name": "PYNOMALY_ARTIFACT_SIGNING_KEY",
+            "valueFrom": {
+                "secretKeyRef": {"name": names.signing_key_secret, "key": signing_key.KEY}
+            },
+        },
+        *store_env,
+    ]
+    selector = names.selector(naming.COMPONENT_DETECTOR)
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": names.detector,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": UID,
+            "runAsGroup": UID,
+            "fsGroup": UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "detector",
+                "image": spec.image,
+                "imagePullPolicy": spec.image_pull_policy,
+                "ports": [
+                    {"name": "http", "containerPort": configmap.HTTP_PORT, "protocol": "TCP"},
+                    {"name": "metrics", "containerPort": configmap.METRICS_PORT, "protocol": "TCP"},
+                ],
+                "envFrom": [{"configMapRef": {"name": names.config}}],
+                "env": env,
+                "resources": {
+                    "requests": {
+                        "cpu": spec.resources.requests.cpu,
+                        "memory": spec.resources.requests.memory,
+                    },
+                    "limits": {
+                        "cpu": spec.resources.limits.cpu,
+                        "memory": spec.resources.limits.memory,
+                    },
+                },
+                "startupProbe": _probe("/livez", period=5, failures=60),
+                "livenessProbe": _probe("/livez", period=10, failures=3),
+                "readinessProbe": _probe("/readyz", period=5, failures=3),
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "runAsNonRoot": True,
+                    "capabilities": {"drop": ["ALL"]},
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "volumeMounts": mounts,
+            }
+        ],
+        "volumes": volumes,
+    }
+    node_affinity = affinity(detector)
+    if node_affinity is not None:
+        pod_spec["affinity"] = node_affinity
+    if spec.placement.zone_spread:
+        pod_spec["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": ZONE_LABEL,
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector},
+            }
+        ]
+    body: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": names.detector, "labels": names.labels(naming.COMPONENT_DETECTOR)},
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "revisionHistoryLimit": 5,
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {
+                    "labels": names.labels(naming.COMPONENT_DETECTOR),
+                    "annotations": {
+                        naming.CONFIG_HASH_ANNOTATION: config_hash,
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(configmap.METRICS_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+    if replicas is not None:
+        body["spec"] = {"replicas": replicas, **body["spec"]}
+    return body

@@ -1,0 +1,1 @@
+"""CRD models: the AnomalyDetector spec and status (pydantic), source of the CRD schema."""

@@ -1,0 +1,546 @@
+"""The operator against the real control plane (marker ``cluster``).
+
+The operator runs as a subprocess (``pynomaly-operator run --namespace NS``), exactly as a
+user runs it. The control plane has KWOK fake nodes labelled c5.2xlarge, c5.4xlarge and
+m5.large, so node affinity is decided by the real scheduler, and KWOK marks scheduled pods
+Ready so Deployment readiness flows back into the resource's status. Specs use
+``redis.mode: none`` and an external database so only the operator core is under test.
+Every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+OPERATOR = pathlib.Path(sys.executable).with_name("pynomaly-operator")
+T = TypeVar("T")
+
+BASE_SPEC: dict[str, Any] = {
+    "model": {"algorithm": "IForest", "parameters": {"n_estimators": 50}},
+    "redis": {"mode": "none"},
+    "postgres": {"mode": "external", "external": {"dsnSecretRef": {"name": "pg", "key": "dsn"}}},
+}
+
+
+def wait_for(what: str, probe: Callable[[], T | None], *, timeout: float = 30.0) -> T:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except (
+            subprocess.CalledProcessError,
+            subprocess.TimeoutExpired,
+            KeyError,
+            ValueError,
+        ) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Kube:
+    """kubectl in one namespace, returning parsed JSON."""
+
+    def __init__(self, cluster: Any, namespace: str) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+
+    def run(self, *args: str, check: bool = True, input: str | None = None) -> Any:
+        return self.cluster.kubectl("-n", self.namespace, *args, check=check, input=input)
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        result = self.run("get", kind, name, "-o", "json", check=False)
+        if result.returncode != 0:
+            return None
+        found: dict[str, Any] = json.loads(result.stdout)
+        return found
+
+    def apply(self, body: dict[str, Any], *, check: bool = True) -> Any:
+        return self.run("apply", "-f", "-", input=yaml.safe_dump(body), check=check)
+
+    def detector(self, name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "apiVersion": "pynomaly.io/v1alpha1",
+            "kind": "AnomalyDetector",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": spec if spec is not None else BASE_SPEC,
+        }
+
+    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
+        body = self.get("anomalydetector", name) or {}
+        for cond in (body.get("status") or {}).get("conditions") or []:
+            if cond["type"] == type_:
+                found: dict[str, Any] = cond
+                return found
+        return None
+
+    def phase(self, name: str) -> str | None:
+        body = self.get("anomalydetector", name) or {}
+        return (body.get("status") or {}).get("phase")
+
+
+class Operator:
+    """``pynomaly-operator run --namespace NS`` as a subprocess, its log in a file."""
+
+    def __init__(self, kubeconfig: str, namespace: str, log: pathlib.Path) -> None:
+        self.kubeconfig, self.namespace, self.log = kubeconfig, namespace, log
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig}
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    str(OPERATOR),
+                    "run",
+                    "--namespace",
+                    self.namespace,
+                    "--standalone",
+                    f"--liveness=http://127.0.0.1:{self.port}/healthz",
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for("operator liveness", self.alive, timeout=30)
+
+    def alive(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"operator exited {self.process.returncode}:\n{self.tail()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def writes(self) -> list[str]:
+        """Write requests the operator made so far (from its request log)."""
+        return [
+            line
+            for line in self.log.read_text(errors="replace").splitlines()
+            if "HTTP Request:" in line
+            and any(f" {m} " in line for m in ("POST", "PATCH", "PUT", "DELETE"))
+        ]
+
+
+@pytest.fixture(scope="module")
+def crd(kube_cluster: Any) -> None:
+    kube_cluster.kubectl("apply", "-f", str(ROOT / "crds" / "anomalydetectors.pynomaly.io.yaml"))
+    kube_cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=30s", "crd/anomalydetectors.pynomaly.io"
+    )
+
+
+@pytest.fixture
+def kube(kube_cluster: Any, kube_namespace: str, crd: None) -> Kube:
+    return Kube(kube_cluster, kube_namespace)
+
+
+@pytest.fixture
+def operator(
+    kube_cluster: Any, kube_namespace: str, crd: None, tmp_path: pathlib.Path
+) -> Iterator[Operator]:
+    op = Operator(str(kube_cluster.kubeconfig), kube_namespace, tmp_path / "operator.log")
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+        sys.stderr.write(f"--- operator log tail ---\n{op.tail()}\n")
+
+
+def ready(kube: Kube, name: str, *, timeout: float = 60) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        body = kube.get("anomalydetector", name)
+        status = (body or {}).get("status") or {}
+        if (
+            status.get("phase") == "Ready"
+            and status.get("observedGeneration") == body["metadata"]["generation"]
+        ):  # type: ignore[index]
+            return body
+        return None
+
+    return wait_for(f"{name} Ready", check, timeout=timeout)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def test_sample_creates_children_schedules_on_c5_and_reports_ready(
+    kube: Kube, operator: Operator
+) -> None:
+    started = time.monotonic()
+    kube.apply(kube.detector("fraud"))
+    body = ready(kube, "fraud", timeout=90)
+    elapsed = time.monotonic() - started
+    uid = body["metadata"]["uid"]
+    assert "finalizers" not in body["metadata"]
+
+    dep = kube.get("deployment", "fraud")
+    assert dep is not None
+    assert dep["metadata"]["ownerReferences"][0]["uid"] == uid
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["containers"][0]["resources"]["requests"] == {"cpu": "750m", "memory": "2Gi"}
+    assert "pynomaly.io/config-hash" in dep["spec"]["template"]["metadata"]["annotations"]
+
+    hpa = kube.get("hpa", "fraud")
+    assert hpa is not None
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 20)
+    assert hpa["spec"]["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 60
+    assert hpa["spec"]["behavior"]["scaleDown"]["policies"][0] == {
+        "type": "Percent",
+        "value": 10,
+        "periodSeconds": 60,
+    }
+
+    sa = kube.get("serviceaccount", "fraud")
+    assert sa is not None
+    assert sa["automountServiceAccountToken"] is False
+    svc = kube.get("service", "fraud")
+    assert svc is not None
+    assert sorted(p["port"] for p in svc["spec"]["ports"]) == [8000, 9090]
+    for kind, name in [
+        ("pdb", "fraud"),
+        ("networkpolicy", "fraud"),
+        ("configmap", "fraud-config"),
+        ("secret", "fraud-signing-key"),
+    ]:
+        child = kube.get(kind, name)
+        assert child is not None, (kind, name)
+        assert child["metadata"]["ownerReferences"][0]["uid"] == uid
+
+    pods = json.loads(
+        kube.run("get", "pods", "-l", "app.kubernetes.io/instance=fraud", "-o", "json").stdout
+    )["items"]
+    assert len(pods) == 3
+    nodes = {p["spec"]["nodeName"] for p in pods}
+    for node in nodes:
+        labels = json.loads(kube.cluster.kubectl("get", "node", node, "-o", "json").stdout)[
+            "metadata"
+        ]["labels"]
+        assert labels["node.kubernetes.io/instance-type"] in ("c5.2xlarge", "c5.4xlarge")
+
+    status = body["status"]
+    assert status["endpoint"] == f"http://fraud.{kube.namespace}.svc:8000"
+    assert status["replicas"] == {"desired": 3, "ready": 3}
+    assert {c["type"] for c in status["conditions"]} >= {
+        "Ready",
+        "Progressing",
+        "Degraded",
+        "DetectorReady",
+        "RedisReady",
+        "DatabaseReady",
+        "PoolerReady",
+        "ScalingActive",
+    }
+    printed = kube.run("get", "ad", "fraud").stdout
+    assert "Ready" in printed
+    assert "IForest" in printed
+    sys.stderr.write(f"apply -> Ready in {elapsed:.1f}s\n")
+
+    # Steady state: no writes at all while nothing changes (two resync periods). First let
+    # the HPA evaluate once (its ScalingActive condition is mirrored into the status).
+    wait_for(
+        "HPA evaluated",
+        lambda: (
+            (kube.condition("fraud", "ScalingActive") or {}).get("reason")
+            not in (None, "Pending", "NotFound")
+        ),
+        timeout=45,
+    )
+    time.sleep(3)
+    before = len(operator.writes())
+    time.sleep(32)
+    assert operator.writes()[before:] == []
+
+
+def test_spec_edit_rolls_out_and_hand_edits_are_restored(kube: Kube, operator: Operator) -> None:
+    kube.apply(kube.detector("fraud"))
+    ready(kube, "fraud", timeout=90)
+    dep = kube.get("deployment", "fraud")
+    assert dep is not None
+    old_hash = dep["spec"]["template"]["metadata"]["annotations"]["pynomaly.io/config-hash"]
+
+    kube.apply(kube.detector("fraud", {**BASE_SPEC, "server": {"workers": 2}}))
+
+    def rolled() -> bool:
+        d = kube.get("deployment", "fraud") or {}
+        return bool(
+            d["spec"]["template"]["metadata"]["annotations"]["pynomaly.io/config-hash"] != old_hash
+        )
+
+    wait_for("new config hash", rolled, timeout=30)
+    cm = kube.get("configmap", "fraud-config")
+    assert cm is not None
+    assert cm["data"]["PYNOMALY_WORKERS"] == "2"
+    body = ready(kube, "fraud", timeout=90)
+    assert body["status"]["observedGeneration"] == 2
+
+    # Hand edits and deletions are put back (watch on children, not only the resync).
+    kube.run(
+        "patch",
+        "configmap",
+        "fraud-config",
+        "--type=merge",
+        "-p",
+        '{"data": {"PYNOMALY_WORKERS": "64"}}',
+    )
+    kube.run("delete", "service", "fraud", "--wait=false")
+    kube.run("patch", "hpa", "fraud", "--type=merge", "-p", '{"spec": {"maxReplicas": 99}}')
+    started = time.monotonic()
+    wait_for(
+        "configmap restored",
+        lambda: (
+            (kube.get("configmap", "fraud-config") or {}).get("data", {}).get("PYNOMALY_WORKERS")
+            == "2"
+        ),
+        timeout=30,
+    )
+    wait_for("service restored", lambda: kube.get("service", "fraud"), timeout=30)
+    wait_for(
+        "hpa restored",
+        lambda: (kube.get("hpa", "fraud") or {}).get("spec", {}).get("maxReplicas") == 20,
+        timeout=30,
+    )
+    sys.stderr.write(f"drift restored in {time.monotonic() - started:.1f}s\n")
+
+    # A hand-written status is recomputed from what is observed.
+    kube.run(
+        "patch",
+        "anomalydetector",
+        "fraud",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status": {"phase": "Failed"}}',
+    )
+    wait_for("status recomputed", lambda: kube.phase("fraud") == "Ready", timeout=30)
+
+
+def test_invalid_specs_are_refused_naming_the_field(kube: Kube, crd: None) -> None:
+    cases = {
+        "spec.model.contamination": {**BASE_SPEC, "model": {"contamination": 0.9}},
+        "spec.autoscaling": {**BASE_SPEC, "autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
+        "spec.model.algorithm": {**BASE_SPEC, "model": {"algorithm": "NotAnAlgorithm"}},
+        "spec.placement.mode": {**BASE_SPEC, "placement": {"mode": "sometimes"}},
+    }
+    for field, spec in cases.items():
+        result = kube.apply(kube.detector("bad", spec), check=False)
+        assert result.returncode != 0, field
+        assert field in result.stderr, (field, result.stderr)
+    long_name = kube.detector("x" * 45)
+    result = kube.apply(long_name, check=False)
+    assert result.returncode != 0
+    assert "metadata.name" in result.stderr
+
+
+def test_unworkable_spec_degrades_without_touching_the_workload(
+    kube: Kube, operator: Operator
+) -> None:
+    kube.apply(kube.detector("fraud"))
+    ready(kube, "fraud", timeout=90)
+    dep = kube.get("deployment", "fraud")
+    assert dep is not None
+    version = dep["metadata"]["resourceVersion"]
+
+    bad = {
+        **BASE_SPEC,
+        "model": {"algorithm": "IForest", "parameters": {"n_trees": 5}},
+        "server": {"workers": 3},
+    }
+    kube.apply(kube.detector("fraud", bad))
+    cond = wait_for(
+        "Degraded",
+        lambda: (c := kube.condition("fraud", "Degraded")) and c["status"] == "True" and c,
+        timeout=30,
+    )
+    assert cond["reason"] == "InvalidParameters"
+    assert "n_trees" in cond["message"]
+    assert kube.phase("fraud") == "Degraded"
+    events = kube.run(
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=fraud,reason=InvalidParameters",
+        "-o",
+        "json",
+    )
+    assert json.loads(events.stdout)["items"], "no Warning event"
+    time.sleep(3)
+    dep = kube.get("deployment", "fraud")
+    assert dep is not None
+    assert dep["metadata"]["resourceVersion"] == version  # untouched
+    cm = kube.get("configmap", "fraud-config")
+    assert cm is not None
+    assert cm["data"]["PYNOMALY_WORKERS"] == "4"  # the settings change was held back too
+
+    missing = {
+        **BASE_SPEC,
+        "model": {"training": {"configMapRef": {"name": "nope", "key": "data.csv"}}},
+    }
+    kube.apply(kube.detector("fraud", missing))
+    wait_for(
+        "TrainingDataMissing",
+        lambda: (kube.condition("fraud", "Degraded") or {}).get("reason") == "TrainingDataMissing",
+        timeout=30,
+    )
+    kube.run("create", "configmap", "nope", "--from-literal=data.csv=a,b\n1,2\n")
+    body = ready(kube, "fraud", timeout=60)  # fixed -> applied -> Ready again
+    assert (kube.condition("fraud", "Degraded") or {}).get("status") == "False"
+    dep = kube.get("deployment", "fraud")
+    assert dep is not None
+    assert any(
+        v.get("configMap", {}).get("name") == "nope"
+        for v in dep["spec"]["template"]["spec"]["volumes"]
+    )
+    assert body["status"]["phase"] == "Ready"
+
+
+def test_delete_resource_garbage_collects_children(kube: Kube, operator: Operator) -> None:
+    kube.apply(kube.detector("fraud"))
+    ready(kube, "fraud", timeout=90)
+    kube.run("delete", "anomalydetector", "fraud", "--timeout=30s")
+    for kind, name in [
+        ("deployment", "fraud"),
+        ("service", "fraud"),
+        ("hpa", "fraud"),
+        ("configmap", "fraud-config"),
+    ]:
+        wait_for(
+            f"{kind}/{name} gone",
+            lambda kind=kind, name=name: kube.get(kind, name) is None,
+            timeout=60,
+        )
+
+
+def test_operator_restart_converges(kube: Kube, operator: Operator) -> None:
+    kube.apply(kube.detector("fraud"))
+    ready(kube, "fraud", timeout=90)
+    operator.stop()
+    kube.apply(
+        kube.detector("fraud", {**BASE_SPEC, "autoscaling": {"minReplicas": 2, "maxReplicas": 5}})
+    )
+    kube.run("delete", "networkpolicy", "fraud")
+    operator.start()
+    wait_for(
+        "hpa updated",
+        lambda: (kube.get("hpa", "fraud") or {}).get("spec", {}).get("maxReplicas") == 5,
+        timeout=30,
+    )
+    wait_for("networkpolicy back", lambda: kube.get("networkpolicy", "fraud"), timeout=30)
+    body = ready(kube, "fraud", timeout=90)
+    assert body["status"]["observedGeneration"] == 2
+
+
+def test_default_spec_with_managed_stores_converges_without_churn(
+    kube: Kube, operator: Operator
+) -> None:
+    """The default spec (Redis sentinel, managed PostgreSQL + PgBouncer): the stores' children
+    come from ``builders.stores`` through the same reconcile; each is applied once."""
+    kube.apply(kube.detector("full", {}))
+    ready(kube, "full", timeout=120)
+    for kind, name in [
+        ("statefulset", "full-redis"),
+        ("statefulset", "full-postgres"),
+        ("deployment", "full-pgbouncer"),
+        ("secret", "full-redis-auth"),
+    ]:
+        assert kube.get(kind, name) is not None, (kind, name)
+    urls = [
+        line.split("PATCH ", 1)[1].split("?", 1)[0]
+        for line in operator.writes()
+        if " PATCH " in line
+    ]
+    applied = [url for url in urls if not url.endswith("/status")]
+    assert len(applied) >= 15
+    assert len(applied) == len(set(applied)), "a child was applied more than once"
+
+
+def test_disabling_autoscaling_prunes_the_hpa_and_sets_replicas(
+    kube: Kube, operator: Operator
+) -> None:
+    kube.apply(kube.detector("fraud"))
+    ready(kube, "fraud", timeout=90)
+    fixed = {**BASE_SPEC, "autoscaling": {"enabled": False, "minReplicas": 2}}
+    kube.apply(kube.detector("fraud", fixed))
+    wait_for("HPA pruned", lambda: kube.get("hpa", "fraud") is None, timeout=30)
+    wait_for(
+        "Deployment replicas from the spec",
+        lambda: (kube.get("deployment", "fraud") or {}).get("spec", {}).get("replicas") == 2,
+        timeout=30,
+    )
+    body = ready(kube, "fraud", timeout=90)
+    assert body["status"]["replicas"] == {"desired": 2, "ready": 2}
+    assert (kube.condition("fraud", "ScalingActive") or {}).get("reason") == "Disabled"
+
+
+def test_api_server_restart_converges(kube: Kube, operator: Operator, kube_cluster: Any) -> None:
+    """Last in the module: the API server goes away and comes back with the same state."""
+    if not getattr(kube_cluster, "owned", True):
+        pytest.skip("reusing a shared cluster (make cluster): not restarting it under others")
+    kube.apply(kube.detector("fraud"))
+    ready(kube, "fraud", timeout=90)
+    kube_cluster.stop()
+    time.sleep(5)
+    kube_cluster.start()
+    wait_for(
+        "API server back",
+        lambda: kube.run("get", "ad", "fraud", check=False).returncode == 0,
+        timeout=120,
+    )
+    edited_at = time.monotonic()
+    kube.apply(kube.detector("fraud", {**BASE_SPEC, "server": {"workers": 6}}))
+    wait_for(
+        "edit converged after API server restart",
+        lambda: (
+            (kube.get("configmap", "fraud-config") or {}).get("data", {}).get("PYNOMALY_WORKERS")
+            == "6"
+        ),
+        timeout=90,
+    )
+    ready(kube, "fraud", timeout=90 - (time.monotonic() - edited_at) + 30)
+    assert operator.process is not None
+    assert operator.process.poll() is None

@@ -1,0 +1,182 @@
+"""Sentinel topology from the rendered configs: the service's L2 cache survives a failover.
+
+Three redis-server and three sentinels are started from ``configs.redis_conf`` output by the
+operator's own start scripts (tests/support/redis_topologies.py). The detector service's
+Redis client factory and L2 cache are used as in a pod; the master is SIGKILLed and the
+cache must keep answering (no exception ever reaches a caller) and writes must land on the
+promoted master within 30 s. A restarted old master must come back as a replica because
+its start script asks the sentinels first. The second test runs the real service process
+(``pynomaly-detector serve``) against the topology and counts 5xx through the failover.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from pynomaly_detector.caching import redis_clients
+from pynomaly_detector.caching.redis_cache import RedisScoreCache
+from pynomaly_detector.settings import Settings
+from tests.support.redis_topologies import PASSWORD, SentinelTopology, cli, wait_until
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+def _settings(topology: SentinelTopology) -> Settings:
+    return Settings(
+        redis_mode="sentinel",
+        redis_sentinels=topology.sentinels_env.replace(" ", ","),
+        redis_master_name=topology.master_name,
+        redis_password=PASSWORD,
+        redis_backoff_max_seconds=1.0,
+    )
+
+
+async def test_cache_follows_sentinel_failover(redis_sentinel_topology: SentinelTopology) -> None:
+    topology = redis_sentinel_topology
+    first_master = topology.master_port()
+    assert first_master == topology.data_ports[0]
+    client = redis_clients.create(_settings(topology))
+    assert client is not None
+    cache = RedisScoreCache(client, prefix="pynomaly:", ttl_seconds=60, backoff_max=1.0)
+    try:
+        key = cache.key("fraud", 1, b"\x01" * 16)
+        await cache.set_many([(key, 0.25)])
+        assert await cache.get_many([key]) == [0.25]
+
+        topology.node_by_port(first_master).kill()
+        killed_at = time.monotonic()
+        errors = 0
+        resumed_after: float | None = None
+        i = 0
+        # Keep "serving" through the failover: every call must return, never raise.
+        while time.monotonic() - killed_at < 30:
+            i += 1
+            probe = cache.key("fraud", 1, i.to_bytes(16, "big"))
+            try:
+                await cache.set_many([(probe, float(i))])
+                values = await cache.get_many([probe])
+            except Exception:  # counting what would be a 5xx
+                errors += 1
+                values = [None]
+            if values == [float(i)]:
+                new_master = topology.master_port()
+                if new_master != first_master:
+                    resumed_after = time.monotonic() - killed_at
+                    break
+            await asyncio.sleep(0.1)
+        assert errors == 0
+        assert resumed_after is not None, "L2 writes did not resume within 30 s"
+        new_master = topology.master_port()
+        assert new_master != first_master
+        assert "role:master" in cli(new_master, "info", "replication")
+
+        # The old master restarts through the same start script: it must ask the
+        # sentinels and come back as a replica of the promoted node.
+        old = topology.node_by_port(first_master)
+        old.start()
+        wait_until(
+            lambda: f"master_port:{new_master}" in cli(first_master, "info", "replication"),
+            timeout=20,
+            what="old master to rejoin as a replica",
+        )
+        assert "role:slave" in cli(first_master, "info", "replication")
+    finally:
+        await client.aclose()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _score_keys(port: int) -> int:
+    return int(cli(port, "eval", "return #redis.call('keys', 'pynomaly:score:*')", "0"))
+
+
+def test_service_keeps_serving_through_failover(
+    redis_sentinel_topology: SentinelTopology, tmp_path: Path
+) -> None:
+    """The real detector service (``pynomaly-detector serve``) with the sentinel env."""
+    topology = redis_sentinel_topology
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PYNOMALY_PORT": str(port),
+        "PYNOMALY_WORKERS": "1",
+        "PYNOMALY_METRICS_PORT": "0",
+        "PYNOMALY_MODEL_DIR": str(tmp_path / "models"),
+        "PYNOMALY_CACHE_WARMUP": "false",
+        "PYNOMALY_REDIS_MODE": "sentinel",
+        "PYNOMALY_REDIS_SENTINELS": topology.sentinels_env.replace(" ", ","),
+        "PYNOMALY_REDIS_MASTER_NAME": topology.master_name,
+        "PYNOMALY_REDIS_PASSWORD": PASSWORD,
+        "PYNOMALY_REDIS_BACKOFF_MAX_SECONDS": "1",
+        "PYNOMALY_ARTIFACT_SIGNING_KEY": "stores-test-signing-key-0123456789",
+    }
+    log = (tmp_path / "service.log").open("wb")
+    service = subprocess.Popen(
+        [str(Path(sys.executable).with_name("pynomaly-detector")), "serve"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=10) as http:
+            wait_until(
+                lambda: http.get("/livez").status_code == 200,
+                timeout=60,
+                what=f"the service ({tmp_path}/service.log)",
+            )
+            rows = np.random.default_rng(0).normal(size=(200, 3)).tolist()
+            fitted = http.put("/v1/models/fraud", json={"algorithm": "ECOD", "instances": rows})
+            assert fitted.status_code == 201, fitted.text
+
+            def detect(i: int) -> int:
+                row = [float(i), float(i) / 7.0, 1.0]
+                return http.post("/v1/models/fraud/detect", json={"instances": [row]}).status_code
+
+            first_master = topology.master_port()
+            for i in range(20):
+                assert detect(i) == 200
+            assert _score_keys(first_master) >= 20
+
+            topology.node_by_port(first_master).kill()
+            killed_at = time.monotonic()
+            statuses: list[int] = []
+            resumed = False
+            i = 1000
+            while time.monotonic() - killed_at < 30:
+                i += 1
+                statuses.append(detect(i))
+                with contextlib.suppress(Exception):
+                    master = topology.master_port()
+                    if master != first_master:
+                        before = _score_keys(master)
+                        statuses.append(detect(i + 100_000))
+                        if _score_keys(master) > before:
+                            resumed = True
+                            break
+                time.sleep(0.05)
+            assert [s for s in statuses if s >= 500] == []
+            assert resumed, "L2 writes did not resume on the promoted master within 30 s"
+    finally:
+        service.terminate()
+        try:
+            service.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait(timeout=5)
+        log.close()
