@@ -8,8 +8,9 @@ import (
 // pins do not clash with ours). KWOK does not schedule: it plays the
 // kubelet for the annotated fake nodes, marks them Ready, and walks pods
 // that the scheduler bound to them through Running/Ready (and deletion),
-// following the stages in kwok-stages.yaml (KWOK's own "fast" stages,
-// copied from the pinned module at build time).
+// following the stages in kwok-stages.yaml (e2e/kwok/stages.yaml, copied by
+// e2e/cluster.sh build: KWOK's "fast" stages, with Job pods completing 1 s
+// after Running).
 func kwokCommand(st *state, binary, config string) *exec.Cmd {
 	return exec.Command(binary,
 		"--kubeconfig="+st.kubeconfigPath(),

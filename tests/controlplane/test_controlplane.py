@@ -8,6 +8,7 @@ stopped without leaving anything behind. Every wait is a bounded poll.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import socket
@@ -406,6 +407,106 @@ def test_statefulset_with_volume_claim_template_runs(
     assert isinstance(claims, list)
     assert sorted(c["metadata"]["name"] for c in claims) == ["data-db-0", "data-db-1"]
     assert {c["status"]["phase"] for c in claims} == {"Bound"}
+
+
+# KWOK's pod-complete stage (e2e/kwok/stages.yaml) finishes a Running Job pod after this long,
+# unless the pod carries this annotation (a Go duration) to finish later.
+POD_COMPLETE_DELAY_ANNOTATION = "pod-complete.stage.kwok.x-k8s.io/delay"
+
+
+def job(
+    name: str, *, restart_policy: str = "Never", annotations: dict[str, str] | None = None
+) -> JSON:
+    """A one-pod Job whose (fake) container "exits 0" when KWOK's pod-complete stage says so."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": {"app": name}, "annotations": annotations or {}},
+                "spec": {
+                    "restartPolicy": restart_policy,
+                    "containers": [{"name": "main", "image": "busybox"}],
+                },
+            },
+        },
+    }
+
+
+def conditions_of(obj: JSON) -> dict[str, JSON]:
+    return {c["type"]: c for c in obj.get("status", {}).get("conditions", [])}
+
+
+def test_job_pods_complete_and_other_pods_keep_running(
+    kube_cluster: Cluster, kube_namespace: str
+) -> None:
+    bare = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "bare", "labels": {"app": "bare"}},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]},
+    }
+    apply(
+        kube_cluster,
+        kube_namespace,
+        job("never"),
+        job("onfailure", restart_policy="OnFailure"),
+        bare,
+    )
+
+    def complete(name: str) -> JSON | None:
+        body = kube_cluster.get_json("-n", kube_namespace, "job", name)
+        done = conditions_of(body).get("Complete", {}).get("status") == "True"
+        return body if done else None
+
+    for name in ("never", "onfailure"):
+        body = controlplane.wait_until(
+            functools.partial(complete, name), timeout=30, what=f"job {name} Complete"
+        )
+        assert body["status"]["succeeded"] == 1
+        assert not body["status"].get("failed")
+        (pod,) = pods(kube_cluster, kube_namespace, f"app={name}")
+        status = pod["status"]
+        assert status["phase"] == "Succeeded"
+        (container,) = status["containerStatuses"]
+        terminated = container["state"]["terminated"]
+        assert (terminated["exitCode"], terminated["reason"]) == (0, "Completed")
+        assert container["ready"] is False
+        ready = conditions_of(pod)["Ready"]
+        assert (ready["status"], ready.get("reason")) == ("False", "PodCompleted")
+        # Running first, then Succeeded a second later (the stage's delay).
+        assert terminated["startedAt"] < terminated["finishedAt"]
+
+    # A pod that no Job owns is not "completed": it stays Running and Ready.
+    (pod,) = pods(kube_cluster, kube_namespace, "app=bare")
+    assert pod["status"]["phase"] == "Running"
+    assert conditions_of(pod)["Ready"]["status"] == "True"
+    assert "running" in pod["status"]["containerStatuses"][0]["state"]
+
+
+def test_deleting_a_running_job_pod_removes_it(kube_cluster: Cluster, kube_namespace: str) -> None:
+    apply(
+        kube_cluster,
+        kube_namespace,
+        job("slow", annotations={POD_COMPLETE_DELAY_ANNOTATION: "1h"}),
+    )
+
+    def running() -> JSON | None:
+        found = pods(kube_cluster, kube_namespace, "app=slow")
+        return found[0] if found and found[0]["status"].get("phase") == "Running" else None
+
+    pod = controlplane.wait_until(running, timeout=30, what="the slow Job's pod Running")
+    name = pod["metadata"]["name"]
+    kube_cluster.kubectl("delete", "-n", kube_namespace, "pod", name, "--wait=false")
+
+    def gone() -> bool:
+        names = {p["metadata"]["name"] for p in pods(kube_cluster, kube_namespace, "app=slow")}
+        return name not in names
+
+    controlplane.wait_until(gone, timeout=30, what=f"deleted Job pod {name} removed")
+    assert not kube_cluster.get_json("-n", kube_namespace, "job", "slow")["status"].get("succeeded")
 
 
 def test_kubectl_version_reports_the_real_version(kube_cluster: Cluster) -> None:
