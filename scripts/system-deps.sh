@@ -11,6 +11,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v pgbouncer >/dev/null || need+=(pgbouncer)
 command -v lua5.4 >/dev/null || need+=(lua5.4)
 command -v wrk >/dev/null || need+=(wrk)
+command -v curl >/dev/null || need+=(curl)   # make demo talks to the service with curl
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
