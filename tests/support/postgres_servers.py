@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.ports import free_port, wait_for_port
+from tests.support.processes import terminate
 
 PG_BIN = Path(os.environ.get("PYNOMALY_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -219,14 +220,8 @@ class PgBouncer:
 
     def stop(self) -> None:
         """Stop (SIGINT: immediate shutdown, connections closed) and wait."""
-        if self.process is not None and self.process.poll() is None:
-            # runuser forwards the signal to pgbouncer.
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        # runuser forwards the signal to pgbouncer.
+        terminate(self.process)
         self.process = None
 
     def restart(self) -> PgBouncer:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.ports import free_port
+from tests.support.processes import terminate
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -92,13 +93,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """SIGTERM and wait."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        terminate(self.process)
         self.process = None
 
     def kill(self) -> None:

@@ -122,6 +122,27 @@ class ScriptProcess:
         return self.proc is not None and self.proc.poll() is None
 
 
+def data_node(
+    spec: RedisSpec, workdir: Path, *, port: int, script: str, env: dict[str, str]
+) -> ScriptProcess:
+    """A Redis data node as its pod runs it: rendered redis.conf + the operator's start script."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / redis_conf.CONFIG_KEY
+    conf.write_text(redis_conf.redis_conf(spec, port=port, data_dir=str(workdir), bind=HOST))
+    return ScriptProcess(
+        script=script,
+        workdir=workdir,
+        port=port,
+        env={
+            "CONF_SRC": str(conf),
+            "CONF_DST": str(workdir / "run.conf"),
+            "REDIS_PASSWORD": PASSWORD,
+            "ANNOUNCE_HOST": HOST,
+            **env,
+        },
+    )
+
+
 def sentinel_test_spec(*, down_after_ms: int = 1000, failover_timeout_ms: int = 3000) -> RedisSpec:
     """Guide defaults, with a fast failure detector for tests and little memory."""
     base = RedisSpec(mode="sentinel")
@@ -170,22 +191,13 @@ class SentinelTopology:
 
     def _node(self, i: int) -> ScriptProcess:
         port = self.data_ports[i]
-        workdir = self.base / f"redis-{i}"
-        workdir.mkdir(parents=True, exist_ok=True)
-        conf = workdir / redis_conf.CONFIG_KEY
-        conf.write_text(
-            redis_conf.redis_conf(self.spec, port=port, data_dir=str(workdir), bind=HOST)
-        )
-        return ScriptProcess(
-            script=redis_conf.REDIS_START_SCRIPT,
-            workdir=workdir,
+        return data_node(
+            self.spec,
+            self.base / f"redis-{i}",
             port=port,
+            script=redis_conf.REDIS_START_SCRIPT,
             env={
-                "CONF_SRC": str(conf),
-                "CONF_DST": str(workdir / "run.conf"),
-                "REDIS_PASSWORD": PASSWORD,
                 "REDIS_PORT": str(port),
-                "ANNOUNCE_HOST": HOST,
                 "INITIAL_MASTER_HOST": HOST,
                 "INITIAL_MASTER_PORT": str(self.data_ports[0]),
                 "SENTINELS": self.sentinels_env,
@@ -278,24 +290,13 @@ class ClusterTopology:
         self.nodes: list[ScriptProcess] = []
 
     def _node(self, i: int) -> ScriptProcess:
-        port = self.ports[i]
         workdir = self.base / f"cluster-{i}"
-        workdir.mkdir(parents=True, exist_ok=True)
-        conf = workdir / redis_conf.CONFIG_KEY
-        conf.write_text(
-            redis_conf.redis_conf(self.spec, port=port, data_dir=str(workdir), bind=HOST)
-        )
-        return ScriptProcess(
+        return data_node(
+            self.spec,
+            workdir,
+            port=self.ports[i],
             script=redis_conf.CLUSTER_START_SCRIPT,
-            workdir=workdir,
-            port=port,
-            env={
-                "CONF_SRC": str(conf),
-                "CONF_DST": str(workdir / "run.conf"),
-                "REDIS_PASSWORD": PASSWORD,
-                "ANNOUNCE_HOST": HOST,
-                "NODES_CONF": str(workdir / "nodes.conf"),
-            },
+            env={"NODES_CONF": str(workdir / "nodes.conf")},
         )
 
     def start(self) -> None:
