@@ -255,6 +255,8 @@ fit_and_score() {
     --data @"$DEMO/fit.json" "$URL/v1/models/$model" >"$DEMO/fit-response.json" \
     || die "fit failed: $(cat "$DEMO/fit-response.json" 2>/dev/null)"
   "$PY" -c 'import json, sys; r = json.load(open(sys.argv[1]))
+t = r.get("threshold")
+r["threshold"] = "?" if t is None else f"{round(float(t), 4) + 0.0:.4f}"
 print("    fitted:", ", ".join(f"{k}={r[k]}" for k in ("name", "algorithm", "version", "threshold") if k in r))' \
     "$DEMO/fit-response.json"
   done_step

@@ -55,7 +55,8 @@ def report(score: Path, response_path: Path) -> int:
     scores: list[float] = response["scores"]
     flagged: list[bool] = response["is_anomaly"]
     threshold = response.get("threshold")
-    print(f"    model {response.get('model')} v{response.get('version')}, threshold {threshold}")
+    shown = "?" if threshold is None else f"{round(float(threshold), 4) + 0.0:.4f}"
+    print(f"    model {response.get('model')} v{response.get('version')}, threshold {shown}")
     print(f"    {'amount':>9} {'hour':>5} {'items':>5} {'score':>9}  verdict")
     for row, value, anomaly in zip(rows, scores, flagged, strict=True):
         verdict = "ANOMALY" if anomaly else "ok"
