@@ -99,7 +99,7 @@ bench: install ## detector service vs MLServer 1.7, HTTP ceiling, in-process (BE
 
 # ---- local control plane (issue #3; e2e/README.md) ------------------------------------------------
 .PHONY: controlplane
-controlplane: ## build .cluster/bin/{controlplane,kwok} (etcd+apiserver+controllers+scheduler, KWOK); no-op when up to date
+controlplane: ## build .cluster/bin/{controlplane,kwok,kubectl} (etcd+apiserver+controllers+scheduler, KWOK, kubectl of the same version); no-op when up to date
 	@e2e/cluster.sh build
 
 .PHONY: cluster

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local Kubernetes control plane for tests and the demo (see e2e/README.md).
 #
-#   e2e/cluster.sh build     build .cluster/bin/{controlplane,kwok} if sources changed
+#   e2e/cluster.sh build     build .cluster/bin/{controlplane,kwok,kubectl} if sources changed
 #   e2e/cluster.sh start     build if needed, start in the background, wait for READY
 #   e2e/cluster.sh stop      stop the process group and remove the state (not the binaries)
 #   e2e/cluster.sh restart   stop and start again keeping etcd data, ports and certificates
@@ -33,18 +33,25 @@ stale() {
 build() {
   mkdir -p "$BIN"
   local cp="$ROOT/e2e/controlplane" kw="$ROOT/e2e/kwok"
+  local version minor ldflags pkg=k8s.io/component-base/version
+  version="$(cd "$cp" && "$GO" list -m -f '{{.Version}}' k8s.io/kubernetes)"   # e.g. v1.35.4
+  minor="${version#v1.}"; minor="${minor%%.*}"
+  ldflags="-s -w -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
   if stale "$BIN/controlplane" "$cp"; then
-    local version
-    version="$(cd "$cp" && "$GO" list -m -f '{{.Version}}' k8s.io/kubernetes)"   # e.g. v1.35.4
-    local minor="${version#v1.}"; minor="${minor%%.*}"
-    local pkg=k8s.io/component-base/version
     log "building control plane $version (cold build ~4-12 min on 2 cores; seconds when GOCACHE is warm)..."
     local start=$SECONDS
-    (cd "$cp" && "$GO" build -trimpath -p 2 \
-      -ldflags "-s -w -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean" \
-      -o "$BIN/controlplane.tmp.$$" . )
+    (cd "$cp" && "$GO" build -trimpath -p 2 -ldflags "$ldflags" -o "$BIN/controlplane.tmp.$$" . )
     mv "$BIN/controlplane.tmp.$$" "$BIN/controlplane"
     log "control plane built in $((SECONDS - start))s"
+  fi
+  # kubectl of the same Kubernetes version (go.mod's `tool` line), so the client
+  # never depends on whatever kubectl, if any, the machine has on PATH.
+  if stale "$BIN/kubectl" "$cp/go.mod"; then
+    log "building kubectl $version (cold build ~1-2 min more; seconds when GOCACHE is warm)..."
+    local start=$SECONDS
+    (cd "$cp" && "$GO" build -trimpath -p 2 -ldflags "$ldflags" -o "$BIN/kubectl.tmp.$$" k8s.io/kubernetes/cmd/kubectl )
+    mv "$BIN/kubectl.tmp.$$" "$BIN/kubectl"
+    log "kubectl built in $((SECONDS - start))s"
   fi
   if stale "$BIN/kwok" "$kw"; then
     log "building kwok (cold build ~1-3 min; seconds when GOCACHE is warm)..."
@@ -67,7 +74,7 @@ pid() { [[ -s "$DIR/controlplane.pid" ]] && cat "$DIR/controlplane.pid"; }
 alive() { local p; p="$(pid)" && kill -0 "$p" 2>/dev/null; }
 
 readyz() {
-  [[ -s "$DIR/kubeconfig" ]] && kubectl --kubeconfig "$DIR/kubeconfig" --request-timeout=2s get --raw /readyz >/dev/null 2>&1
+  [[ -s "$DIR/kubeconfig" ]] && "$BIN/kubectl" --kubeconfig "$DIR/kubeconfig" --request-timeout=2s get --raw /readyz >/dev/null 2>&1
 }
 
 start() {

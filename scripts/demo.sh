@@ -21,6 +21,8 @@ NAMESPACE="${DEMO_NAMESPACE:-pynomaly-demo}"
 SAMPLE="${DEMO_SAMPLE:-$ROOT/manifests/samples/minimal.yaml}"
 DATA="$ROOT/manifests/samples/data"
 export KUBECONFIG="$DEMO/cluster/kubeconfig"
+# kubectl built with the control plane (same Kubernetes version) comes first on PATH.
+export PATH="$ROOT/.cluster/bin:$PATH"
 
 STARTED=$SECONDS
 STEP_STARTED=$SECONDS
@@ -95,7 +97,7 @@ check_prerequisites() {
   local missing=()
   [ -x "$PY" ] || missing+=(".venv (make install)")
   [ -x "$CONTROLPLANE" ] || missing+=("control plane binary $CONTROLPLANE (make controlplane)")
-  command -v kubectl >/dev/null || missing+=("kubectl")
+  command -v kubectl >/dev/null || missing+=("kubectl (make controlplane)")
   command -v curl >/dev/null || missing+=("curl")
   command -v redis-server >/dev/null || missing+=("redis-server (make system-deps)")
   command -v pgbouncer >/dev/null || missing+=("pgbouncer (make system-deps)")
@@ -276,7 +278,7 @@ goodbye() {
   bold "==> demo up in $((SECONDS - STARTED))s"
   cat <<EOF
     detector service   $URL   (try: curl $URL/v1/models)
-    kubectl            KUBECONFIG=$KUBECONFIG kubectl get anomalydetectors -A
+    kubectl            KUBECONFIG=$KUBECONFIG $ROOT/.cluster/bin/kubectl get anomalydetectors -A
     logs               $DEMO/{controlplane,operator,stores,detector}.log
     stop everything    make demo-down
 EOF

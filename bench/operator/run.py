@@ -63,6 +63,7 @@ from pynomaly_operator.specs import detector as specs
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HERE = pathlib.Path(__file__).resolve().parent
 CONTROLPLANE = ROOT / ".cluster" / "bin" / "controlplane"
+KUBECTL = ROOT / ".cluster" / "bin" / "kubectl"  # same Kubernetes version as the control plane
 OPERATOR = pathlib.Path(sys.executable).with_name("pynomaly-operator")
 CRD = ROOT / "crds" / "anomalydetectors.pynomaly.io.yaml"
 # Room for 200 one-replica detectors and 10 default ones (3 replicas, Redis sentinel,
@@ -95,7 +96,7 @@ DEFAULTS_SPEC: dict[str, Any] = {"model": {"algorithm": "IForest", "contaminatio
 # --- small helpers ----------------------------------------------------------------------------
 def kubectl(kubeconfig: str, *args: str, input: str | None = None, timeout: float = 120) -> str:
     done = subprocess.run(
-        ["kubectl", f"--kubeconfig={kubeconfig}", *args],
+        [str(KUBECTL), f"--kubeconfig={kubeconfig}", *args],
         input=input,
         capture_output=True,
         text=True,
@@ -524,7 +525,7 @@ async def run_scenario(
         cpu0 = operator.cpu_seconds()
         t0 = time.monotonic()
         process = await asyncio.create_subprocess_exec(
-            "kubectl",
+            str(KUBECTL),
             f"--kubeconfig={kubeconfig}",
             "apply",
             "-f",

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.install.conftest import MANIFESTS, ROOT
+from tests.support.controlplane import KUBECTL
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 CONFIG = Path(__file__).with_name("checkov.yaml")
@@ -50,7 +51,7 @@ def _summary(failed: list[dict[str, Any]]) -> str:
 
 def test_install_manifests_pass_checkov(tmp_path: Path) -> None:
     built = subprocess.run(
-        ["kubectl", "kustomize", str(MANIFESTS)],
+        [str(KUBECTL), "kustomize", str(MANIFESTS)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -42,6 +42,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 BIN_DIR = REPO / ".cluster" / "bin"
 BINARY = BIN_DIR / "controlplane"
+KUBECTL = BIN_DIR / "kubectl"  # built with the control plane: same Kubernetes version
 SHARED_DIR = REPO / ".cluster"
 CLUSTER_SH = REPO / "e2e" / "cluster.sh"
 SKIP_ENV = "PYNOMALY_SKIP_CLUSTER"
@@ -132,7 +133,7 @@ class ControlPlane:
         timeout: float = 60,
     ) -> subprocess.CompletedProcess[str]:
         """Run kubectl against this cluster; raise :class:`KubectlError` if ``check`` fails."""
-        cmd = ["kubectl", f"--kubeconfig={self.kubeconfig}", *args]
+        cmd = [str(KUBECTL), f"--kubeconfig={self.kubeconfig}", *args]
         done = subprocess.run(
             cmd, input=input, capture_output=True, text=True, timeout=timeout, check=False
         )
