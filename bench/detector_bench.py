@@ -67,7 +67,7 @@ BATCH_ROWS = 256
 BATCH_BODIES = 200  # 51,200 distinct rows across the 256-row bodies
 
 SERVER_NAMES = ("constant", "mlserver-default", "mlserver-batching", "ours", "inprocess")
-EXTRA_SERVERS = ("mlserver-default-pw0",)  # measured only when named in --servers
+EXTRA_SERVERS = ("mlserver-default-pw0", "ours-before")  # measured only when named in --servers
 
 
 # --------------------------------------------------------------------------- data
@@ -556,13 +556,15 @@ def ours_env(work: Path, port: int) -> dict[str, str]:
     )
 
 
-def start_ours(work: Path, *, overrides: dict[str, str] | None = None) -> Server:
+def start_ours(
+    work: Path, *, overrides: dict[str, str] | None = None, name: str = "ours"
+) -> Server:
     port = free_port()
     cli = Path(sys.executable).parent / "pynomaly-detector"
     env = ours_env(work, port) | (overrides or {})
     server = Server(
-        "ours", [str(cli), "serve"], port=port, env=env, cwd=work,
-        log=work / "ours.log",
+        name, [str(cli), "serve"], port=port, env=env, cwd=work,
+        log=work / f"{name}.log",
     )  # fmt: skip
     server.wait_ready("/v2/health/live", deadline_s=120)
     body = {
@@ -643,7 +645,11 @@ class Plan:
 
 
 def server_plans(
-    work: Path, reference: dict[str, Any], *, ours_overrides: dict[str, str]
+    work: Path,
+    reference: dict[str, Any],
+    *,
+    ours_overrides: dict[str, str],
+    before_src: Path | None = None,
 ) -> dict[str, Plan]:
     v2 = {"v2": f"/v2/models/{MODEL}/infer"}
     both = {"v1": f"/v1/models/{MODEL}/detect", **v2}
@@ -693,6 +699,23 @@ def server_plans(
             "pynomaly-detector serve, 1 uvicorn worker, embedded store, L1 cache only (no Redis)"
             + (f"; overrides {ours_overrides}" if ours_overrides else ""),
             lambda: start_ours(work, overrides=ours_overrides),
+            [
+                *standard_cells("v1", cached=True),
+                *standard_cells("v2", cached=False),
+                Cell("cached", "v2", 1),
+            ],
+            both,
+            check_both,
+        ),
+        # The same service from another source tree (PYTHONPATH shadows the editable
+        # install), e.g. the last commit, for before/after ratios measured in one run.
+        "ours-before": Plan(
+            "ours-before",
+            f"pynomaly-detector serve from {before_src}, otherwise as ours"
+            + (f"; overrides {ours_overrides}" if ours_overrides else ""),
+            lambda: start_ours(
+                work, overrides=ours_overrides | {"PYTHONPATH": str(before_src)}, name="ours-before"
+            ),
             [
                 *standard_cells("v1", cached=True),
                 *standard_cells("v2", cached=False),
@@ -824,6 +847,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cells", default="", help="only cells matching e.g. 'single-64,batch256-16'"
     )
+    parser.add_argument(
+        "--before-src",
+        type=Path,
+        help="for the ours-before server: a directory holding another pynomaly_detector "
+        "package (e.g. `git archive HEAD detector_service | tar -x -C DIR`, then "
+        "DIR/detector_service)",
+    )
     parser.add_argument("--out", type=Path, help="output path without suffix")
     args = parser.parse_args(argv)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
@@ -833,6 +863,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(wanted) - set(SERVER_NAMES) - set(EXTRA_SERVERS)
     if unknown:
         parser.error(f"unknown servers {sorted(unknown)}")
+    if "ours-before" in wanted and not (args.before_src and args.before_src.is_dir()):
+        parser.error("the ours-before server needs --before-src DIR")
 
     from report import evaluate_targets, write_report  # sibling module, after arg parsing
 
@@ -868,7 +900,12 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[ServerRun] = []
     inprocess: dict[str, Any] = {}
     overrides = dict(item.split("=", 1) for item in args.ours_env)
-    plans = server_plans(work, reference, ours_overrides=overrides)
+    plans = server_plans(
+        work,
+        reference,
+        ours_overrides=overrides,
+        before_src=args.before_src.resolve() if args.before_src else None,
+    )
     for name in wanted:
         with timed(name):
             if name == "inprocess":

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pynomaly_detector import datasets, metrics
+from pynomaly_detector import datasets, heap, metrics
 from pynomaly_detector.caching.memory import TTLCache
 from pynomaly_detector.caching.redis_cache import RedisScoreCache
 from pynomaly_detector.detectors import catalog, fitted
@@ -111,6 +111,7 @@ class DataPlane:
             max_size=settings.batch_max_size,
             max_wait=settings.batch_max_wait_ms / 1000.0,
             max_concurrency=settings.batch_max_concurrency,
+            inline_rows=settings.scoring_inline_max_rows,
         )
         self.anomaly_log = (
             AnomalyLog(store, max_queue=settings.anomaly_log_queue_size)
@@ -221,6 +222,7 @@ class DataPlane:
             functools.partial(signing.load, self._key, draft[1], meta.signature, name=meta.name),
         )
         self.models.put((name, meta.version), detector)
+        heap.settle()
         metrics.MODEL_LOADS.labels("fit").inc()
         self._remember(meta)
         self.scorer.forget(name, keep_version=meta.version)
@@ -329,6 +331,7 @@ class DataPlane:
         finally:
             self._loading.pop(key, None)
         self.models.put(key, detector)
+        heap.settle()
         metrics.MODEL_LOADS.labels("store").inc()
         future.set_result(detector)
         return detector

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
 from pynomaly_detector import metrics
@@ -50,6 +50,45 @@ class TTLCache(Generic[K, V]):
             self._entries[key] = (now + self.ttl, entry[1])
         self._hits.inc()
         return entry[1]
+
+    def get_many(self, keys: Sequence[K]) -> list[V | None]:
+        """``get`` of each key, with the hit and miss counters updated once per call."""
+        entries = self._entries
+        now = time.monotonic()
+        renew = self.sliding and self.ttl > 0
+        found: list[V | None] = []
+        hits = 0
+        for key in keys:
+            entry = entries.get(key)
+            if entry is not None and self.ttl > 0 and entry[0] <= now:
+                del entries[key]
+                entry = None
+            if entry is None:
+                found.append(None)
+                continue
+            entries.move_to_end(key)
+            if renew:
+                entries[key] = (now + self.ttl, entry[1])
+            hits += 1
+            found.append(entry[1])
+        # Counters are locked (and memory-mapped with several workers): one update per call.
+        if hits:
+            self._hits.inc(hits)
+        if hits < len(found):
+            self._misses.inc(len(found) - hits)
+        return found
+
+    def put_many(self, items: Iterable[tuple[K, V]]) -> None:
+        """``put`` of each (key, value), evicting once at the end."""
+        if self.max_size <= 0:
+            return
+        expires = time.monotonic() + self.ttl if self.ttl > 0 else float("inf")
+        entries = self._entries
+        for key, value in items:
+            entries[key] = (expires, value)
+            entries.move_to_end(key)
+        while len(entries) > self.max_size:
+            entries.popitem(last=False)
 
     def put(self, key: K, value: V) -> None:
         """Store ``value``, evicting the least recently used entries beyond ``max_size``."""

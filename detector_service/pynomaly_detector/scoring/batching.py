@@ -1,17 +1,20 @@
 """Micro-batching: concurrent requests for one model become one model call.
 
-Each ``submit`` appends its rows to a pending list and awaits a future. One runner task per
-batcher takes pending rows (up to ``max_size``) and starts a model call as soon as a slot is
-free (at most ``max_concurrency`` calls in flight). While calls run, new requests pile up and
-ride the next call, so batches grow with load by themselves; ``max_wait`` only delays an
-*idle* model's first call so near-simultaneous requests can share it. The event loop never
-blocks: the model call itself is the awaitable ``compute`` (the scorer runs it in a thread).
+Each ``submit`` appends its rows to a pending queue and awaits a future. One runner task per
+batcher takes whole pending requests while their rows fit the row budget ``max_size`` (a
+request larger than the budget goes alone: requests are never split) and starts a model
+call as soon as a slot is free (at most ``max_concurrency`` calls in flight). While calls
+run, new requests pile up and ride the next call, so batches grow with load by themselves;
+``max_wait`` only delays an *idle* model's first call so near-simultaneous requests can
+share it. The model call itself is the awaitable ``compute``: the scorer decides whether it
+runs in a thread or, when small and fast, on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -22,18 +25,21 @@ from pynomaly_detector import metrics
 
 FloatArray = npt.NDArray[np.float64]
 Compute = Callable[[FloatArray, Sequence[bytes]], Awaitable[FloatArray]]
-"""(rows, row hashes) -> scores, one per row."""
+"""(rows, each row's float64 bytes as its cache identity) -> scores, one per row."""
 
 
 @dataclass(slots=True)
 class _Pending:
     rows: FloatArray
-    hashes: Sequence[bytes]
+    row_ids: Sequence[bytes]
     future: asyncio.Future[FloatArray]
 
 
 class MicroBatcher:
-    """Merges concurrent ``submit`` calls into ``compute`` calls of up to ``max_size`` rows."""
+    """Merges concurrent ``submit`` calls into ``compute`` calls of up to ``max_size`` rows.
+
+    A single request with more than ``max_size`` rows is one call of its own.
+    """
 
     def __init__(
         self,
@@ -46,7 +52,7 @@ class MicroBatcher:
         self.compute = compute
         self.max_size = max_size
         self.max_wait = max_wait
-        self._pending: list[_Pending] = []
+        self._pending: deque[_Pending] = deque()
         self._pending_rows = 0
         self._slots = asyncio.Semaphore(max_concurrency)
         self._in_flight = 0
@@ -54,11 +60,11 @@ class MicroBatcher:
         self._runner: asyncio.Task[None] | None = None
         self._calls: set[asyncio.Task[None]] = set()
 
-    async def submit(self, rows: FloatArray, hashes: Sequence[bytes]) -> FloatArray:
+    async def submit(self, rows: FloatArray, row_ids: Sequence[bytes]) -> FloatArray:
         """Scores of ``rows``, computed together with whatever else is pending."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[FloatArray] = loop.create_future()
-        self._pending.append(_Pending(rows, hashes, future))
+        self._pending.append(_Pending(rows, row_ids, future))
         self._pending_rows += len(rows)
         if self._pending_rows >= self.max_size:
             self._full.set()
@@ -86,7 +92,7 @@ class MicroBatcher:
         batch: list[_Pending] = []
         rows = 0
         while self._pending and (not batch or rows + len(self._pending[0].rows) <= self.max_size):
-            item = self._pending.pop(0)
+            item = self._pending.popleft()
             rows += len(item.rows)
             batch.append(item)
         self._pending_rows -= rows
@@ -98,13 +104,13 @@ class MicroBatcher:
             if not live:
                 return
             if len(live) == 1:
-                rows, hashes = live[0].rows, live[0].hashes
+                rows, row_ids = live[0].rows, live[0].row_ids
             else:
                 rows = np.concatenate([item.rows for item in live])
-                hashes = [digest for item in live for digest in item.hashes]
+                row_ids = [row_id for item in live for row_id in item.row_ids]
             metrics.BATCH_SIZE.observe(len(rows))
             metrics.BATCH_REQUESTS.observe(len(live))
-            scores = await self.compute(rows, hashes)
+            scores = await self.compute(rows, row_ids)
             offset = 0
             for item in live:
                 size = len(item.rows)

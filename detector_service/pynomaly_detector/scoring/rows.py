@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from typing import Any
 
 import numpy as np
@@ -33,14 +34,15 @@ def matrix(instances: Any, *, n_features: int | None, max_rows: int) -> FloatArr
         array = np.array(instances)
     except (ValueError, TypeError, OverflowError):
         raise InvalidInputError("rows must be lists of numbers, all of the same length") from None
-    if array.dtype.kind in "iuf" and _has_booleans(instances):
+    if array.dtype.kind in "iuf" and array.ndim == 2 and _has_booleans(instances):
         raise InvalidInputError("rows must contain only numbers (booleans are not numbers here)")
     return checked(array, n_features=n_features)
 
 
-def _has_booleans(instances: list[Any]) -> bool:
+def _has_booleans(rows: list[list[Any]]) -> bool:
     # numpy silently turns JSON true/false into 1/0; a per-value type check is the only way.
-    return any(type(value) is bool for row in instances if isinstance(row, list) for value in row)
+    # map/chain keep that loop in C (rows are lists here: the matrix came out 2-D).
+    return bool in map(type, itertools.chain.from_iterable(rows))
 
 
 def checked(array: npt.NDArray[Any], *, n_features: int | None) -> FloatArray:
@@ -65,7 +67,18 @@ def checked(array: npt.NDArray[Any], *, n_features: int | None) -> FloatArray:
     return values
 
 
+def row_bytes(values: FloatArray) -> list[bytes]:
+    """Each row's float64 bytes: its identity in the in-process cache (exact, no hashing)."""
+    raw = np.ascontiguousarray(values, dtype=np.float64).tobytes()
+    width = values.shape[1] * 8 if values.ndim == 2 else 8
+    return [raw[start : start + width] for start in range(0, len(raw), width)]
+
+
+def digest(row: bytes) -> bytes:
+    """The 16-byte BLAKE2b of a row's float64 bytes: its identity in Redis (short keys)."""
+    return hashlib.blake2b(row, digest_size=16).digest()
+
+
 def digests(values: FloatArray) -> list[bytes]:
-    """A 16-byte hash per row (the cache key of its score)."""
-    blake = hashlib.blake2b
-    return [blake(row.tobytes(), digest_size=16).digest() for row in values]
+    """``digest`` of every row of ``values``."""
+    return [digest(row) for row in row_bytes(values)]

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.detector.conftest import metric_value, service, training_rows
+from pynomaly_detector.api import middleware
+from tests.detector.conftest import metric_value, service, settings_for, training_rows
 from tests.support.redis_servers import RedisServer
 
 
@@ -102,3 +103,21 @@ async def test_metrics_use_route_templates_and_skip_probes(tmp_path: Path) -> No
         assert 'endpoint="/livez"' not in text
         assert metric_value(text, "pynomaly_memory_usage_bytes") > 10_000_000
         assert "pynomaly_active_connections" in text
+
+
+def test_features_that_are_off_are_not_installed(tmp_path: Path) -> None:
+    def layers(**overrides: object) -> list[str]:
+        built = middleware.stack(settings_for(tmp_path, **overrides))
+        return [getattr(layer.cls, "__name__", "") for layer in built]
+
+    assert layers() == ["SecurityHeaders", "Gzip", "Metrics", "RequestLog", "BodyLimit", "Deadline"]
+    assert layers(rate_limit_requests_per_second=5, cors_origins=["https://ui.example"]) == [
+        "SecurityHeaders",
+        "Gzip",
+        "RateLimit",
+        "Metrics",
+        "CORSMiddleware",
+        "RequestLog",
+        "BodyLimit",
+        "Deadline",
+    ]

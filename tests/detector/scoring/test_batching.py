@@ -75,3 +75,22 @@ async def test_cancelled_requests_do_not_break_the_batch() -> None:
     assert float((await second)[0]) == 3.0
     with pytest.raises(asyncio.CancelledError):
         await first
+
+
+async def test_requests_merge_up_to_the_row_budget_and_are_never_split() -> None:
+    calls: list[int] = []
+
+    async def compute(rows: np.ndarray, hashes: Sequence[bytes]) -> np.ndarray:
+        calls.append(len(rows))
+        await asyncio.sleep(0.01)
+        return rows[:, 0]
+
+    batcher = MicroBatcher(compute, max_size=1024, max_wait=0.0)
+    inputs = [np.full((256, 2), float(i)) for i in range(9)] + [np.full((3000, 2), 99.0)]
+    results = await asyncio.gather(*[batcher.submit(x, []) for x in inputs])
+    for x, result in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(result, x[:, 0])
+    assert 3000 in calls  # the oversized request went alone, whole
+    assert all(size <= 1024 for size in calls if size != 3000)
+    assert any(size > 256 for size in calls)  # 256-row requests were merged
+    assert sum(calls) == 9 * 256 + 3000
