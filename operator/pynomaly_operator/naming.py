@@ -20,6 +20,9 @@ SINGULAR = "anomalydetector"
 SHORT_NAMES = ("ad", "adet")
 
 FIELD_MANAGER = "pynomaly-operator"
+# Holds the Deployment's spec.replicas for the moment the operator stops applying it (autoscaling
+# switched on), so server-side apply keeps the value until the HPA takes it over.
+HANDOVER_FIELD_MANAGER = "pynomaly-operator-handover"
 PART_OF = "pynomaly"
 MANAGED_BY = "pynomaly-operator"
 

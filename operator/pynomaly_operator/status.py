@@ -225,14 +225,9 @@ def compute(
         generation=generation,
         now=now,
     )
-    model: dict[str, Any] = {
-        "name": detector.model_name,
-        "algorithm": detector.spec.model.algorithm,
-    }
-    old_model = (previous or {}).get("model") or {}
-    for reported in ("version", "threshold"):  # written by whoever observes the service
-        if reported in old_model:
-            model[reported] = old_model[reported]
+    # The declared model only: the fitted version and threshold live in the service's
+    # registry, which the operator does not call (see specs.detector.ModelStatus).
+    model = {"name": detector.model_name, "algorithm": detector.spec.model.algorithm}
     return {
         "observedGeneration": generation,
         "phase": phase,

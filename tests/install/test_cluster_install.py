@@ -107,6 +107,8 @@ def test_service_account_has_least_privilege(installed: ControlPlane) -> None:
     assert can("watch", "anomalydetectors.pynomaly.io", "--all-namespaces")
     assert can("patch", "anomalydetectors.pynomaly.io", "--subresource=status", "-n", "x")
     assert can("create", "secrets", "-n", "x")
+    assert can("get", "secrets", "-n", "x")  # the resync's existence check of generated Secrets
+    assert not can("patch", "secrets", "-n", "x")  # generated Secrets are never rewritten
     assert can("create", "events.events.k8s.io", "-n", "x")
     assert not can("list", "secrets", "--all-namespaces")
     assert not can("list", "secrets", "-n", "x")

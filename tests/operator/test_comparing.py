@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from pynomaly_operator import naming
-from pynomaly_operator.reconciling import applying, comparing
+from pynomaly_operator.reconciling import applying, comparing, observing
 
 OWNER = {"metadata": {"name": "fraud", "namespace": "p", "uid": "u-1"}}
 DESIRED = {
@@ -61,3 +61,46 @@ def test_contains_rules() -> None:
     assert not comparing.contains({"x": 1}, {"x": True})
     assert comparing.contains({}, {"automount": False, "list": []})
     assert not comparing.contains({}, {"flag": True})
+
+
+def test_applies_reads_the_replicas_owners_that_trimming_keeps() -> None:
+    """The hand-over to the HPA needs to know whether the operator's apply owns replicas;
+    the index keeps exactly that much of managedFields (reduced to spec.replicas)."""
+    live = {
+        "kind": "Deployment",
+        "metadata": {
+            "name": "fraud",
+            "managedFields": [
+                {
+                    "manager": naming.FIELD_MANAGER,
+                    "operation": "Apply",
+                    "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {}}},
+                },
+                {
+                    "manager": "kube-controller-manager",
+                    "operation": "Update",
+                    "fieldsV1": {"f:status": {"f:replicas": {}}},
+                },
+            ],
+        },
+        "spec": {"replicas": 3},
+    }
+    trimmed = observing.trim(live)
+    assert trimmed["metadata"]["managedFields"] == [
+        {
+            "manager": naming.FIELD_MANAGER,
+            "operation": "Apply",
+            "fieldsV1": {"f:spec": {"f:replicas": {}}},
+        }
+    ]
+    assert comparing.applies(trimmed, naming.FIELD_MANAGER, ("spec", "replicas"))
+    assert not comparing.applies(trimmed, naming.HANDOVER_FIELD_MANAGER, ("spec", "replicas"))
+    assert not comparing.applies(trimmed, naming.FIELD_MANAGER, ("spec", "paused"))
+    assert not comparing.applies(None, naming.FIELD_MANAGER, ("spec", "replicas"))
+
+    # Once the HPA scaled (an Update), the operator no longer owns it: nothing to hand over.
+    scaled = copy.deepcopy(live)
+    scaled["metadata"]["managedFields"][0]["fieldsV1"] = {"f:spec": {"f:template": {}}}
+    scaled["metadata"]["managedFields"][1]["fieldsV1"] = {"f:spec": {"f:replicas": {}}}
+    assert not comparing.applies(observing.trim(scaled), naming.FIELD_MANAGER, ("spec", "replicas"))
+    assert "managedFields" not in observing.trim({"metadata": {"managedFields": []}})["metadata"]

@@ -355,9 +355,14 @@ def test_spec_edit_rolls_out_and_hand_edits_are_restored(kube: Kube, operator: O
         "--subresource=status",
         "--type=merge",
         "-p",
-        '{"status": {"phase": "Failed"}}',
+        '{"status": {"phase": "Failed", "model": {"version": 7, "threshold": 0.113}}}',
     )
     wait_for("status recomputed", lambda: kube.phase("fraud") == "Ready", timeout=30)
+    # status.model is the declared model only: the operator cannot know the fitted version or
+    # threshold without calling the service, so the schema has no such fields (the API server
+    # prunes them) and nothing hand-written survives a reconcile.
+    model = (kube.get("anomalydetector", "fraud") or {})["status"]["model"]
+    assert model == {"name": "fraud", "algorithm": "IForest"}
 
 
 def test_invalid_specs_are_refused_naming_the_field(kube: Kube, crd: None) -> None:
@@ -515,6 +520,82 @@ def test_disabling_autoscaling_prunes_the_hpa_and_sets_replicas(
     body = ready(kube, "fraud", timeout=90)
     assert body["status"]["replicas"] == {"desired": 2, "ready": 2}
     assert (kube.condition("fraud", "ScalingActive") or {}).get("reason") == "Disabled"
+
+
+def test_enabling_autoscaling_never_drops_replicas(kube: Kube, operator: Operator) -> None:
+    """false -> true hands spec.replicas over before the operator stops applying it.
+
+    Without the hand-over, server-side apply removes the field the operator stops owning and
+    the Deployment's default (1) applies until the HPA's next sync raises it again.
+    """
+    fixed = {**BASE_SPEC, "autoscaling": {"enabled": False, "minReplicas": 3}}
+    kube.apply(kube.detector("fraud", fixed))
+    ready(kube, "fraud", timeout=90)
+    assert (kube.get("deployment", "fraud") or {})["spec"]["replicas"] == 3
+
+    kube.apply(kube.detector("fraud", {**BASE_SPEC, "autoscaling": {"minReplicas": 3}}))
+    seen: list[int] = []
+    hpa_at: float | None = None
+    deadline = time.monotonic() + 60
+    # Poll through the switch and one HPA sync period (15 s) after the HPA appears: a dropped
+    # field would show as 1 until that sync.
+    while time.monotonic() < deadline and (hpa_at is None or time.monotonic() < hpa_at + 20):
+        dep = kube.get("deployment", "fraud") or {}
+        seen.append(int((dep.get("spec") or {}).get("replicas", 1)))
+        if hpa_at is None and kube.get("hpa", "fraud") is not None:
+            hpa_at = time.monotonic()
+        time.sleep(0.2)
+    assert hpa_at is not None, "the HPA was never created"
+    assert min(seen) >= 3, f"replicas dipped during the switch: {seen}"
+
+    shown = kube.run("get", "deployment", "fraud", "-o", "json", "--show-managed-fields")
+    dep = json.loads(shown.stdout)
+    owners = [
+        entry["manager"]
+        for entry in dep["metadata"]["managedFields"]
+        if "f:replicas" in (entry.get("fieldsV1") or {}).get("f:spec", {})
+    ]
+    assert "pynomaly-operator" not in owners, owners  # the HPA may now change it freely
+    body = ready(kube, "fraud", timeout=90)
+    assert body["status"]["replicas"]["desired"] >= 3
+
+
+def test_deleted_generated_secrets_come_back_at_resync(kube: Kube, operator: Operator) -> None:
+    """Secrets are not watched (no list/watch RBAC): the resync checks they exist by name.
+
+    Deleted ones are re-created with the same owner; existing ones are never regenerated.
+    """
+    spec = {**BASE_SPEC, "redis": {"mode": "standalone"}, "postgres": {"mode": "managed"}}
+    kube.apply(kube.detector("fraud", spec))
+    uid = wait_for(
+        "the resource", lambda: (kube.get("anomalydetector", "fraud") or {})["metadata"]["uid"]
+    )
+    names = ("fraud-signing-key", "fraud-redis-auth", "fraud-postgres-auth")
+    for name in names:
+        wait_for(f"secret {name}", lambda name=name: kube.get("secret", name))
+    kept = (kube.get("secret", "fraud-postgres-auth") or {})["data"]
+    old = {name: (kube.get("secret", name) or {})["data"] for name in names[:2]}
+
+    kube.run("delete", "secret", *names[:2])
+    started = time.monotonic()
+    for name in names[:2]:
+        back = wait_for(
+            f"secret {name} re-created", lambda name=name: kube.get("secret", name), timeout=45
+        )
+        assert back["metadata"]["ownerReferences"][0]["uid"] == uid
+        assert back["data"] != old[name]  # a new value: the old one is gone for good
+    sys.stderr.write(f"secrets re-created in {time.monotonic() - started:.1f}s\n")
+    assert (kube.get("secret", "fraud-postgres-auth") or {})["data"] == kept
+
+    # A later resync leaves every Secret alone (existence checks are reads, never writes).
+    before = {
+        name: (kube.get("secret", name) or {})["metadata"]["resourceVersion"] for name in names
+    }
+    time.sleep(20)
+    after = {
+        name: (kube.get("secret", name) or {})["metadata"]["resourceVersion"] for name in names
+    }
+    assert after == before
 
 
 def test_api_server_restart_converges(kube: Kube, operator: Operator, kube_cluster: Any) -> None:

@@ -1,8 +1,9 @@
 """Store children against the real control plane (marker ``cluster``).
 
 The operator runs as a subprocess (fixtures shared with tests/operator/test_operator_cluster.py),
-KWOK marks scheduled pods Ready and the fake provisioner binds the PVCs, so StatefulSet and
-Deployment readiness flow back into ``RedisReady`` / ``DatabaseReady`` / ``PoolerReady``.
+KWOK marks scheduled pods Ready (and completes the pods of Jobs) and the fake provisioner binds
+the PVCs, so StatefulSet, Deployment and Job status flow back into ``RedisReady`` /
+``DatabaseReady`` / ``PoolerReady``.
 Each mode must produce its expected objects, all owned by the custom resource, with the
 generated Secrets created once and never rewritten by a later reconcile. Every store pod
 template must be admitted by a namespace enforcing the ``restricted`` Pod Security profile.
@@ -75,8 +76,10 @@ CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]], dict[str, str]]] =
             ("networkpolicy", "{n}-redis"),
             ("networkpolicy", "{n}-redis-bootstrap"),
         ],
-        # KWOK never runs the bootstrap script, so the cluster is never "formed" here.
-        {"DatabaseReady": "True"},
+        # KWOK completes Job pods (e2e/kwok/stages.yaml, pod-complete): the bootstrap Job
+        # succeeds, so the operator reports the cluster formed. (The script itself runs against
+        # real redis-server processes in tests/stores/test_redis_cluster.py.)
+        {"RedisReady": "True", "DatabaseReady": "True"},
     ),
     (
         "standalone",
@@ -136,7 +139,11 @@ def test_mode_creates_children_and_reports_readiness(
         assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
         assert sts["status"].get("readyReplicas") == 1
     if mode == "cluster":
-        assert found["RedisReady"]["reason"] in ("Bootstrapping", "Ready", "Progressing")
+        assert found["RedisReady"]["reason"] == "Ready"
+        assert "cluster formed" in found["RedisReady"]["message"]
+        job = kube.get("job", f"{name}-redis-bootstrap")
+        assert job is not None
+        assert job["status"].get("succeeded") == 1
 
     # Secrets are created once: a later reconcile (spec change) never rewrites them.
     secret = kube.get("secret", f"{name}-redis-auth")

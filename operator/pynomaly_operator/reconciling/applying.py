@@ -124,6 +124,41 @@ class Applier:
             field_manager=naming.FIELD_MANAGER,
         )
 
+    async def hand_over_replicas(self, obj: Mapping[str, Any], replicas: int) -> None:
+        """Apply only ``spec.replicas: replicas`` (the live value) as ``HANDOVER_FIELD_MANAGER``.
+
+        Kubernetes' documented way to pass a field to a controller: while a second manager
+        also owns the field with the same value, the operator's next apply without it only
+        drops the operator's ownership, and the value stays until the HPA changes it (which
+        takes the field over). Without it, server-side apply would remove the field and the
+        Deployment would fall back to 1 replica until the HPA's next sync. Not forced: a
+        conflict means another manager (the HPA) already set a different value, so there is
+        nothing left to hand over.
+        """
+        metadata = obj["metadata"]
+        self.writes.applies += 1
+        try:
+            await self.client.patch(
+                _resource(obj),
+                metadata["name"],
+                {
+                    "apiVersion": obj["apiVersion"],
+                    "kind": obj["kind"],
+                    "metadata": {"name": metadata["name"], "namespace": metadata["namespace"]},
+                    "spec": {"replicas": replicas},
+                },
+                namespace=metadata["namespace"],
+                patch_type=PatchType.APPLY,
+                field_manager=naming.HANDOVER_FIELD_MANAGER,
+                force=False,
+            )
+        except ApiError as exc:
+            if exc.status.code != 409:
+                raise
+            logger.info("%s/%s: replicas already taken over", obj["kind"], metadata["name"])
+            return
+        logger.info("handed over %s/%s replicas=%d", obj["kind"], metadata["name"], replicas)
+
     async def create_if_absent(self, obj: Mapping[str, Any]) -> bool:
         """Create ``obj`` unless it exists; True if created (never overwrites)."""
         self.writes.creates += 1
@@ -149,6 +184,19 @@ class Applier:
             if exc.status.code != 404:
                 raise
         logger.info("deleted %s/%s", kind, name)
+
+    async def exists(self, api_version: str, kind: str, name: str, namespace: str) -> bool:
+        """Whether the object exists (one GET; the body, e.g. a Secret's values, is dropped)."""
+        self.writes.reads += 1
+        try:
+            await self.client.get(
+                codecs.resource_registry.load(api_version, kind), name, namespace=namespace
+            )
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return False
+            raise
+        return True
 
     async def get(
         self, api_version: str, kind: str, name: str, namespace: str

@@ -46,6 +46,22 @@ def contains(live: Any, desired: Any) -> bool:
     return bool(desired == live)
 
 
+def applies(live: Mapping[str, Any] | None, manager: str, path: tuple[str, ...]) -> bool:
+    """Whether ``manager``'s server-side apply configuration of ``live`` includes ``path``.
+
+    Read from ``metadata.managedFields`` (``fieldsV1``: ``{"f:spec": {"f:replicas": {}}}``).
+    """
+    for entry in ((live or {}).get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") != manager or entry.get("operation") != "Apply":
+            continue
+        node: Any = entry.get("fieldsV1") or {}
+        for field in path:
+            node = node.get(f"f:{field}") if isinstance(node, Mapping) else None
+        if node is not None:
+            return True
+    return False
+
+
 def up_to_date(live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
     """Whether applying ``desired`` (with its spec-hash annotation) would change nothing."""
     if live is None:

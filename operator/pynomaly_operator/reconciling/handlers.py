@@ -7,9 +7,12 @@ Triggers, all calling the same ``Reconciler.trigger``:
 - every watch event of a labelled child (edited or deleted by hand -> restored at once);
 - a resync loop every ``RESYNC_SECONDS`` over all known resources (a missed event is
   corrected within that interval; kopf timers would add a finalizer, so they are not used).
+  The resync also re-checks, by name, that the generated Secrets exist (they are not watched:
+  see ``observing.CHILD_KINDS``) and re-creates deleted ones.
 
-Observation reads kopf's in-memory indexes, so a reconcile at steady state makes no API
-request at all (a configured training ConfigMap costs one GET).
+Observation reads kopf's in-memory indexes, so a reconcile at steady state writes nothing;
+its only requests are reads: one GET per generated Secret per resync, and one GET of a
+configured training ConfigMap.
 """
 
 from __future__ import annotations
@@ -123,6 +126,8 @@ async def _resync(lookups: _Lookups) -> None:
             continue
         for key in lookups.detector_keys():
             try:
+                # Secrets are not watched: each resync re-checks that the generated ones exist.
+                _runtime.reconciler.forget_secrets(key)
                 await _runtime.reconciler.trigger(key)
             except Exception:  # one broken resource must not stop the others' resync
                 logger.exception("resync of %s/%s failed", *key)

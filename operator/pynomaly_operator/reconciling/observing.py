@@ -2,9 +2,10 @@
 
 Children are watched by label (``app.kubernetes.io/managed-by=pynomaly-operator``) and
 indexed by ``(namespace, instance)``; observation therefore costs no API request. Bodies are
-trimmed (no managedFields, no Secret values) and kept as compact JSON text, decoded only when
-a reconcile reads them: a JSON string is several times smaller than the same tree of Python
-dicts, and with hundreds of resources the index is most of the operator's memory.
+trimmed (no Secret values; of managedFields only the owners of ``spec.replicas``, which the
+hand-over to the HPA needs) and kept as compact JSON text, decoded only when a reconcile
+reads them: a JSON string is several times smaller than the same tree of Python dicts, and
+with hundreds of resources the index is most of the operator's memory.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pynomaly_operator import naming
 
 # kind -> (group, version, plural) of every child kind the operator watches. Not Secrets:
 # RBAC cannot scope list/watch by label, so watching them would mean reading every Secret
-# in the cluster; generated Secrets are created once (AlreadyExists tolerated) instead.
+# in the cluster; the reconcile checks generated Secrets by name (GET) at each resync instead.
 CHILD_KINDS: dict[str, tuple[str, str, str]] = {
     "Deployment": ("apps", "v1", "deployments"),
     "StatefulSet": ("apps", "v1", "statefulsets"),
@@ -39,11 +40,26 @@ def trim(body: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``body`` without what the operator never reads."""
     out = copy.deepcopy(dict(body))
     metadata = out.get("metadata") or {}
-    metadata.pop("managedFields", None)
+    owners = _replicas_owners(metadata.pop("managedFields", None) or [])
+    if owners:
+        metadata["managedFields"] = owners
     if out.get("kind") == "Secret":
         out["data"] = dict.fromkeys(out.get("data") or {}, "")
         out.pop("stringData", None)
     return out
+
+
+def _replicas_owners(entries: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The managedFields entries that own ``spec.replicas``, reduced to just that field."""
+    return [
+        {
+            "manager": entry.get("manager"),
+            "operation": entry.get("operation"),
+            "fieldsV1": {"f:spec": {"f:replicas": {}}},
+        }
+        for entry in entries
+        if "f:replicas" in (((entry.get("fieldsV1") or {}).get("f:spec")) or {})
+    ]
 
 
 def pack(body: Mapping[str, Any]) -> str:

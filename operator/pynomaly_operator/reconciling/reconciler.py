@@ -44,7 +44,8 @@ class _Memory:
     uid: str = ""  # a deleted and re-created resource of the same name starts afresh
     status: dict[str, Any] | None = None
     status_rv: int = 0
-    secrets: set[str] = dataclasses.field(default_factory=set)  # generated, known to exist
+    # Generated Secrets seen to exist since the last resync (which empties this set).
+    secrets: set[str] = dataclasses.field(default_factory=set)
     # (kind, name) -> (spec hash, resourceVersion) of this process's last apply
     applied: dict[tuple[str, str], tuple[str, int]] = dataclasses.field(default_factory=dict)
     degraded_reason: str | None = None
@@ -193,18 +194,22 @@ class Reconciler:
         observed: observing.Observed,
         memory: _Memory,
     ) -> None:
-        # Generated Secrets: created once, never regenerated. Secrets are not watched (see
-        # observing.CHILD_KINDS): a create that meets AlreadyExists proves existence, and this
-        # process remembers it, so a steady state costs no request.
+        # Generated Secrets: created when absent, never regenerated or updated (a new password
+        # would lock running pods out of their data). Secrets are not watched (see
+        # observing.CHILD_KINDS), so a deletion by hand is only noticed by looking: one GET per
+        # Secret the first time and after every resync (``forget_secrets``), never a write
+        # while it exists. Event-driven reconciles in between trust the remembered set.
         generated = [
             signing_key.secret(names, key=random_secrets.token_urlsafe(48)),
             *storing.secrets(detector, names),
         ]
         for secret in generated:
             name = secret["metadata"]["name"]
-            if name not in memory.secrets:
+            if name in memory.secrets:
+                continue
+            if not await self.applier.exists("v1", "Secret", name, detector.namespace):
                 await self.applier.create_if_absent(applying.prepare(secret, body))
-                memory.secrets.add(name)
+            memory.secrets.add(name)
 
         desired = [
             *children.before_stores(detector, names),
@@ -222,6 +227,10 @@ class Reconciler:
                 continue
             if _lagging(live, memory.applied.get(ident), digest):
                 continue
+            if _stops_applying_replicas(live, prepared):
+                # Autoscaling was switched on: keep today's count while the HPA takes over.
+                replicas = _int(((live or {}).get("spec") or {}).get("replicas"))
+                await self.applier.hand_over_replicas(prepared, replicas)
             version = await self.applier.apply(prepared)
             memory.applied[ident] = (digest, _int(version))
             scaling = detector.spec.autoscaling
@@ -237,6 +246,12 @@ class Reconciler:
                 continue
             await self.applier.delete((str(live.get("apiVersion")), kind), name, detector.namespace)
             memory.applied.pop((kind, name), None)
+
+    def forget_secrets(self, key: observing.Key) -> None:
+        """The resync is due: the next reconcile checks the generated Secrets still exist."""
+        memory = self._memory.get(key)
+        if memory is not None:
+            memory.secrets.clear()
 
     def forget_child(self, key: observing.Key, kind: str, name: str) -> None:
         """A child was deleted: the next reconcile must not trust its applied memory."""
@@ -295,6 +310,16 @@ def _lagging(live: Mapping[str, Any] | None, applied: tuple[str, int] | None, di
     if live is None:
         return True
     return _int((live.get("metadata") or {}).get("resourceVersion")) < applied[1]
+
+
+def _stops_applying_replicas(live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+    """A workload whose ``spec.replicas`` the operator applied and now leaves out."""
+    return (
+        desired.get("kind") in ("Deployment", "StatefulSet")
+        and "replicas" not in (desired.get("spec") or {})
+        and comparing.applies(live, naming.FIELD_MANAGER, ("spec", "replicas"))
+        and _int(((live or {}).get("spec") or {}).get("replicas")) > 0
+    )
 
 
 def _same_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

@@ -207,9 +207,18 @@ class ServerSpec(base.SpecModel):
     backlog: int = _field(2048, "Listen backlog.", ge=1, le=65535)
     limit_concurrency: int = _field(1000, "Concurrent connections per worker before 503.", ge=1)
     max_body_bytes: int = _field(10 * 1024 * 1024, "Largest request body in bytes.", ge=1024)
-    batch_max_size: int = _field(64, "Micro-batch: most rows per model call.", ge=1, le=100000)
+    batch_max_size: int = _field(
+        4096,
+        "Micro-batch: row budget of one model call (a larger request is never split).",
+        ge=1,
+        le=100000,
+    )
     batch_max_wait_ms: int = _field(
-        2, "Micro-batch: longest wait for more rows, ms.", ge=0, le=1000
+        0,
+        "Micro-batch: how long an idle model waits for more rows, ms (0: batches still form "
+        "from requests arriving while a model call runs, without added latency).",
+        ge=0,
+        le=1000,
     )
 
 
@@ -281,10 +290,13 @@ class ReplicasStatus(base.SpecModel):
 
 
 class ModelStatus(base.SpecModel):
-    name: str | None = _field(None, "Model name.")
-    algorithm: str | None = _field(None, "Algorithm.")
-    version: int | None = _field(None, "Registry version served (when reported).")
-    threshold: float | None = _field(None, "Score threshold (when reported).")
+    """The declared model. No fitted version or threshold: the operator does not call the
+    service, and those exist only in the service's registry (``GET /v1/models/{name}``)."""
+
+    name: str | None = _field(
+        None, "Model name in the registry (spec.model.name or the resource name)."
+    )
+    algorithm: str | None = _field(None, "Declared algorithm (spec.model.algorithm).")
 
 
 class AnomalyDetectorStatus(base.SpecModel):
@@ -297,7 +309,11 @@ class AnomalyDetectorStatus(base.SpecModel):
     conditions: list[Condition] = _field([], "Ready, Progressing, Degraded and per component.")
     endpoint: str | None = _field(None, "In-cluster URL of the scoring API.")
     replicas: ReplicasStatus = _sub(ReplicasStatus, "Detector replicas.")
-    model: ModelStatus = _sub(ModelStatus, "Served model.")
+    model: ModelStatus = _sub(
+        ModelStatus,
+        "The declared model (name, algorithm); the fitted version and threshold are the "
+        "service's (GET /v1/models/{name}).",
+    )
 
 
 class AnomalyDetector(base.SpecModel):
