@@ -250,7 +250,8 @@ fit_and_score() {
   local model
   model=$(with_service_env printenv PYNOMALY_MODEL_NAME || true)
   model=${model:-$DETECTOR}
-  step "fitting model '$model' on manifests/samples/data/training.csv (400 rows)"
+  step "fitting model '$model' over HTTP: PUT /v1/models/$model with manifests/samples/data/training.csv (400 rows)"
+  echo "    (the service already fitted the declared model at start, see .demo/detector.log; this adds a version)"
   with_service_env "$PY" "$ROOT/scripts/demo_data.py" fit-body "$DATA/training.csv" \
     >"$DEMO/fit.json"
   curl -fsS --max-time 120 -X PUT -H 'content-type: application/json' \

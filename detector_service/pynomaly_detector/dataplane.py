@@ -162,8 +162,11 @@ class DataPlane:
     async def ensure_declared(self) -> ModelVersion:
         """Fit the declared model if the store lacks it (one replica fits, others wait)."""
         settings = self.settings
+        fitted_here = False
 
         async def fit() -> Draft:
+            nonlocal fitted_here
+            fitted_here = True
             loop = asyncio.get_running_loop()
             data = await loop.run_in_executor(self._fit_pool, self._declared_training_data)
             return await self._draft(
@@ -177,6 +180,15 @@ class DataPlane:
         meta = await self.store.ensure(settings.model_name, fit)
         self._remember(meta)
         await self._detector(meta)
+        log.info(
+            "declared model %s v%d %s (%s, %d training rows, threshold %.6g)",
+            meta.name,
+            meta.version,
+            "fitted by this replica" if fitted_here else "loaded from the registry",
+            meta.algorithm,
+            meta.n_samples,
+            meta.threshold,
+        )
         return meta
 
     def _declared_training_data(self) -> datasets.TrainingData:

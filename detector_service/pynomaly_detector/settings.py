@@ -66,15 +66,18 @@ class Settings(BaseSettings):
     from requests arriving while a call runs, without adding latency)."""
     batch_max_concurrency: int = Field(default=1, ge=1)
     """Model calls per model that may run at once in the worker thread pool."""
-    scoring_inline_max_rows: int = Field(default=4096, ge=0)
+    scoring_inline_max_rows: int = Field(default=256, ge=0)
     """Model calls of at most this many rows run on the event loop when the model has a fast
-    scorer (IsolationForest, IForest, ECOD, COPOD: ~10 ms for 4096 rows); larger calls and
-    other models use the thread pool (0 = always the pool)."""
+    scorer (IsolationForest, IForest, ECOD, COPOD: ~0.6 ms for 256 rows); larger calls and
+    other models use the thread pool, so a big call never stalls other requests' I/O
+    (0 = always the pool)."""
     scoring_threads: int = Field(default=2, ge=1)
     """Threads of the pool that runs model calls (fits and scoring) off the event loop."""
 
     cache_memory_max_size: int = Field(default=1000, ge=0)
-    """L1: most cached row scores kept in process (0 disables the L1 result cache)."""
+    """L1: most cached row scores kept in process (0 disables the L1 result cache: for traffic
+    whose rows never repeat, such as scoring fresh 256-row batches, that measured ~15 % more
+    rows/s)."""
     cache_memory_ttl_seconds: float = Field(default=300, ge=0)
     """L1: seconds a cached row score (and an idle loaded model) stays in process."""
     cache_model_max_models: int = Field(default=16, ge=1)
