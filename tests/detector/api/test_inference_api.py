@@ -50,6 +50,8 @@ BAD: list[tuple[Any, int, str]] = [
     (_tensor([0, 0, 0], [1, 3], "BYTES"), 422, "not supported"),
     (_tensor([0, 0], [1, 3]), 422, "needs 3"),
     (_tensor([0, 0, "a"], [1, 3]), 422, "only numbers"),
+    (_tensor([0.5, True, 0], [1, 3]), 422, "booleans"),
+    (_tensor([[0.5, 0, 0], [0, False, 1]], [2, 3]), 422, "booleans"),
     (_tensor([0, 0, 0], [1, 1, 3]), 422, "expected shape"),
     (_tensor([0, 0, 0, 0], [2, 2]), 422, "expects 3 features"),
     (_tensor([[0, 0], [0]], [2, 2]), 422, "regular"),

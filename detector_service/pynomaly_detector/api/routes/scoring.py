@@ -7,6 +7,7 @@ bodies with orjson and numpy (no pydantic).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,9 @@ NUMERIC = frozenset(
 )
 
 
-def _tensor(body: dict[str, Any], *, n_features: int, max_rows: int) -> rowing.FloatArray:
+def _tensor(
+    body: dict[str, Any], *, n_features: int, max_rows: int, booleans_possible: bool = True
+) -> rowing.FloatArray:
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise InvalidInputError("'inputs' must be a list with exactly one tensor object")
@@ -80,8 +83,8 @@ def _tensor(body: dict[str, Any], *, n_features: int, max_rows: int) -> rowing.F
         array = np.array(data)
     except (ValueError, TypeError, OverflowError):
         raise InvalidInputError("'data' must be numbers in a regular (non-ragged) layout") from None
-    if array.dtype.kind not in "iuf":
-        raise InvalidInputError("'data' must contain only numbers")
+    if array.dtype.kind not in "iuf" or (booleans_possible and _has_booleans(data)):
+        raise InvalidInputError("'data' must contain only numbers (no strings, booleans or nulls)")
     if len(shape) == 1:
         shape = [1, shape[0]]
     if len(shape) != 2:
@@ -95,6 +98,12 @@ def _tensor(body: dict[str, Any], *, n_features: int, max_rows: int) -> rowing.F
     return rowing.checked(array.reshape(shape), n_features=n_features)
 
 
+def _has_booleans(data: list[Any]) -> bool:
+    # numpy turns JSON true/false mixed with numbers into 1/0 without a word.
+    values = itertools.chain.from_iterable(data) if data and type(data[0]) is list else data
+    return bool in map(type, values)
+
+
 @router.post("/v2/models/{name}/infer")
 async def infer(request: Request) -> Response:
     """Scores and anomaly flags of one FP/INT tensor of shape [rows, features]."""
@@ -103,8 +112,14 @@ async def infer(request: Request) -> Response:
     name: str = request.path_params["name"]
     body = await json_object(request)
     model = await plane.model(name)
+    raw = await request.body()  # cached by Starlette: no second read
     values = _tensor(
-        body, n_features=model.meta.n_features, max_rows=settings.max_instances_per_request
+        body,
+        n_features=model.meta.n_features,
+        max_rows=settings.max_instances_per_request,
+        # JSON booleans are the literals true/false: without those bytes there are none, and
+        # the per-value type check (~35 us per 4,096 values) is skipped.
+        booleans_possible=b"true" in raw or b"false" in raw,
     )
     detection = await plane.detect_matrix(model, values)
     rows = len(values)
