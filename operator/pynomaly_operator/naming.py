@@ -37,6 +37,9 @@ SPEC_HASH_ANNOTATION = "pynomaly.io/spec-hash"
 # Annotation on the detector pod template: hash of the rendered ConfigMap data, so a
 # settings change rolls the pods.
 CONFIG_HASH_ANNOTATION = "pynomaly.io/config-hash"
+# Annotation on pod templates that read generated Secrets: hash of those Secrets' UIDs, so a
+# Secret deleted by hand and re-created (new value, new UID) rolls exactly its consumers.
+SECRETS_HASH_ANNOTATION = "pynomaly.io/secrets-hash"
 
 # Component label values.
 COMPONENT_DETECTOR = "detector"

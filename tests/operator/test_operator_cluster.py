@@ -560,10 +560,18 @@ def test_enabling_autoscaling_never_drops_replicas(kube: Kube, operator: Operato
     assert body["status"]["replicas"]["desired"] >= 3
 
 
+def _secrets_stamp(kube: Kube, kind: str, name: str) -> str | None:
+    obj = kube.get(kind, name) or {}
+    template = obj.get("spec", {}).get("template", {})
+    return (template.get("metadata", {}).get("annotations") or {}).get("pynomaly.io/secrets-hash")
+
+
 def test_deleted_generated_secrets_come_back_at_resync(kube: Kube, operator: Operator) -> None:
     """Secrets are not watched (no list/watch RBAC): the resync checks they exist by name.
 
     Deleted ones are re-created with the same owner; existing ones are never regenerated.
+    The workloads reading a re-created Secret roll (their pods read it at start); the
+    others are left alone.
     """
     spec = {**BASE_SPEC, "redis": {"mode": "standalone"}, "postgres": {"mode": "managed"}}
     kube.apply(kube.detector("fraud", spec))
@@ -575,6 +583,19 @@ def test_deleted_generated_secrets_come_back_at_resync(kube: Kube, operator: Ope
         wait_for(f"secret {name}", lambda name=name: kube.get("secret", name))
     kept = (kube.get("secret", "fraud-postgres-auth") or {})["data"]
     old = {name: (kube.get("secret", name) or {})["data"] for name in names[:2]}
+    workloads = [
+        ("deployment", "fraud"),  # reads all three
+        ("statefulset", "fraud-redis"),  # reads fraud-redis-auth
+        ("statefulset", "fraud-postgres"),  # reads fraud-postgres-auth only
+        ("deployment", "fraud-pgbouncer"),  # reads fraud-postgres-auth only
+    ]
+    stamps = {
+        workload: wait_for(
+            f"{workload} stamped with its Secrets' UIDs",
+            lambda workload=workload: _secrets_stamp(kube, *workload),
+        )
+        for workload in workloads
+    }
 
     kube.run("delete", "secret", *names[:2])
     started = time.monotonic()
@@ -586,16 +607,30 @@ def test_deleted_generated_secrets_come_back_at_resync(kube: Kube, operator: Ope
         assert back["data"] != old[name]  # a new value: the old one is gone for good
     sys.stderr.write(f"secrets re-created in {time.monotonic() - started:.1f}s\n")
     assert (kube.get("secret", "fraud-postgres-auth") or {})["data"] == kept
+    for workload in workloads[:2]:
+        wait_for(
+            f"{workload} rolled for its re-created Secret",
+            lambda workload=workload: _secrets_stamp(kube, *workload) != stamps[workload],
+            timeout=30,
+        )
+    for workload in workloads[2:]:
+        assert _secrets_stamp(kube, *workload) == stamps[workload], workload
 
-    # A later resync leaves every Secret alone (existence checks are reads, never writes).
-    before = {
-        name: (kube.get("secret", name) or {})["metadata"]["resourceVersion"] for name in names
-    }
+    # A later resync leaves every Secret and workload alone (existence checks are reads).
+    def versions() -> dict[tuple[str, str], str]:
+        secrets = {
+            ("secret", name): (kube.get("secret", name) or {})["metadata"]["resourceVersion"]
+            for name in names
+        }
+        specs = {
+            workload: str((kube.get(*workload) or {})["metadata"]["generation"])
+            for workload in workloads
+        }
+        return secrets | specs
+
+    before = versions()
     time.sleep(20)
-    after = {
-        name: (kube.get("secret", name) or {})["metadata"]["resourceVersion"] for name in names
-    }
-    assert after == before
+    assert versions() == before
 
 
 def test_api_server_restart_converges(kube: Kube, operator: Operator, kube_cluster: Any) -> None:

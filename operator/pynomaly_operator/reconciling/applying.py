@@ -159,19 +159,20 @@ class Applier:
             return
         logger.info("handed over %s/%s replicas=%d", obj["kind"], metadata["name"], replicas)
 
-    async def create_if_absent(self, obj: Mapping[str, Any]) -> bool:
-        """Create ``obj`` unless it exists; True if created (never overwrites)."""
+    async def create_if_absent(self, obj: Mapping[str, Any]) -> str | None:
+        """Create ``obj`` unless it exists (never overwrites): the new object's UID, or
+        ``None`` when it already existed."""
         self.writes.creates += 1
         try:
-            await self.client.create(
+            created = await self.client.create(
                 codecs.from_dict(dict(obj)), namespace=obj["metadata"]["namespace"]
             )
         except ApiError as exc:
             if exc.status.code == 409:
-                return False
+                return None
             raise
         logger.info("created %s/%s", obj["kind"], obj["metadata"]["name"])
-        return True
+        return str(getattr(getattr(created, "metadata", None), "uid", "") or "")
 
     async def delete(self, kind_api: tuple[str, str], name: str, namespace: str) -> None:
         api_version, kind = kind_api
@@ -185,18 +186,19 @@ class Applier:
                 raise
         logger.info("deleted %s/%s", kind, name)
 
-    async def exists(self, api_version: str, kind: str, name: str, namespace: str) -> bool:
-        """Whether the object exists (one GET; the body, e.g. a Secret's values, is dropped)."""
+    async def uid(self, api_version: str, kind: str, name: str, namespace: str) -> str | None:
+        """The object's UID, ``None`` when it does not exist (one GET; the rest of the body,
+        e.g. a Secret's values, is dropped)."""
         self.writes.reads += 1
         try:
-            await self.client.get(
+            found = await self.client.get(
                 codecs.resource_registry.load(api_version, kind), name, namespace=namespace
             )
         except ApiError as exc:
             if exc.status.code == 404:
-                return False
+                return None
             raise
-        return True
+        return str(getattr(getattr(found, "metadata", None), "uid", "") or "")
 
     async def get(
         self, api_version: str, kind: str, name: str, namespace: str

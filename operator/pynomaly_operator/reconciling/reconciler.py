@@ -23,7 +23,7 @@ import pydantic
 from lightkube.core.exceptions import ApiError
 
 from pynomaly_operator import algorithms, naming, status
-from pynomaly_operator.builders import children, signing_key
+from pynomaly_operator.builders import children, secret_versions, signing_key
 from pynomaly_operator.reconciling import applying, comparing, observing, storing
 from pynomaly_operator.specs import detector as specs
 
@@ -44,8 +44,8 @@ class _Memory:
     uid: str = ""  # a deleted and re-created resource of the same name starts afresh
     status: dict[str, Any] | None = None
     status_rv: int = 0
-    # Generated Secrets seen to exist since the last resync (which empties this set).
-    secrets: set[str] = dataclasses.field(default_factory=set)
+    # Generated Secrets seen to exist since the last resync (which empties this): name -> UID.
+    secrets: dict[str, str] = dataclasses.field(default_factory=dict)
     # (kind, name) -> (spec hash, resourceVersion) of this process's last apply
     applied: dict[tuple[str, str], tuple[str, int]] = dataclasses.field(default_factory=dict)
     degraded_reason: str | None = None
@@ -198,7 +198,9 @@ class Reconciler:
         # would lock running pods out of their data). Secrets are not watched (see
         # observing.CHILD_KINDS), so a deletion by hand is only noticed by looking: one GET per
         # Secret the first time and after every resync (``forget_secrets``), never a write
-        # while it exists. Event-driven reconciles in between trust the remembered set.
+        # while it exists. Event-driven reconciles in between trust the remembered UIDs.
+        # The pod templates that read a Secret carry its UID (``secret_versions``): one
+        # re-created by hand has a new UID and value, and rolls exactly its readers.
         generated = [
             signing_key.secret(names, key=random_secrets.token_urlsafe(48)),
             *storing.secrets(detector, names),
@@ -207,9 +209,13 @@ class Reconciler:
             name = secret["metadata"]["name"]
             if name in memory.secrets:
                 continue
-            if not await self.applier.exists("v1", "Secret", name, detector.namespace):
-                await self.applier.create_if_absent(applying.prepare(secret, body))
-            memory.secrets.add(name)
+            uid = await self.applier.uid("v1", "Secret", name, detector.namespace)
+            if uid is None:
+                uid = await self.applier.create_if_absent(applying.prepare(secret, body))
+            if uid is None:  # created by someone else since our GET
+                uid = await self.applier.uid("v1", "Secret", name, detector.namespace)
+            if uid:
+                memory.secrets[name] = uid
 
         desired = [
             *children.before_stores(detector, names),
@@ -218,7 +224,7 @@ class Reconciler:
         ]
         wanted: set[tuple[str, str]] = set()
         for obj in desired:
-            prepared = applying.prepare(obj, body)
+            prepared = applying.prepare(secret_versions.stamp(obj, memory.secrets), body)
             ident = (str(prepared["kind"]), str(prepared["metadata"]["name"]))
             wanted.add(ident)
             live = observed.get(*ident)
