@@ -160,7 +160,14 @@ class DataPlane:
                 log.warning("warm-up skipped %s v%d: %s", meta.name, meta.version, error)
 
     async def ensure_declared(self) -> ModelVersion:
-        """Fit the declared model if the store lacks it (one replica fits, others wait)."""
+        """Fit the declared model if the store lacks it (one replica fits, others wait).
+
+        When its newest stored version fails signature verification (signed under another
+        key: the signing-key Secret was re-created; or altered), the declared model is fitted
+        again from its declared training data and stored as a new version under this key.
+        Nothing unverified is unpickled. If another worker or replica stored a newer version
+        while this one was fitting, that version is used instead of storing a second one.
+        """
         settings = self.settings
         fitted_here = False
 
@@ -179,7 +186,25 @@ class DataPlane:
 
         meta = await self.store.ensure(settings.model_name, fit)
         self._remember(meta)
-        await self._detector(meta)
+        try:
+            await self._detector(meta)
+        except signing.ArtifactRejectedError as error:
+            log.warning(
+                "declared model %s v%d cannot be loaded (%s): fitting it again from its "
+                "declared training data",
+                meta.name,
+                meta.version,
+                error,
+            )
+            draft = await fit()
+            newest = await self.store.latest(settings.model_name)
+            if newest is not None and newest.version > meta.version:
+                meta = newest  # another worker or replica refitted meanwhile
+                fitted_here = False
+            else:
+                meta = await self.store.save(draft)
+            self._remember(meta)
+            await self._detector(meta)
         log.info(
             "declared model %s v%d %s (%s, %d training rows, threshold %.6g)",
             meta.name,

@@ -45,6 +45,34 @@ async def test_declared_model_is_fitted_at_start_and_gates_readiness(tmp_path: P
         assert (await client.get("/v1/models/declared")).json()["version"] == 1
 
 
+async def test_declared_model_refitted_when_the_signing_key_changed(tmp_path: Path) -> None:
+    """The signing-key Secret was deleted and re-created with a new key: the stored version
+    cannot be verified, so it is never unpickled; the declared model is fitted again."""
+    csv = _training_csv(tmp_path / "train.csv")
+    options = {
+        "model_name": "declared",
+        "model_algorithm": "IForest",
+        "model_parameters": {"n_estimators": 20, "random_state": 1},
+        "model_training_path": str(csv),
+    }
+    async with service(tmp_path, **options) as client:
+        first = (await client.get("/v1/models/declared")).json()
+    assert first["version"] == 1
+
+    rotated = {**options, "artifact_signing_key": "a-re-created-secret-key-0123456789"}
+    async with service(tmp_path, **rotated) as client:
+        readiness = (await client.get("/readyz")).json()
+        assert readiness["ready"], readiness
+        assert readiness["models"] == {"declared": 2}
+        second = (await client.get("/v1/models/declared")).json()
+        assert second["version"] == 2
+        assert second["content_hash"] == first["content_hash"]  # same data, same fit
+        scored = await client.post("/v1/models/declared/detect", json={"instances": [[0, 0]]})
+        assert scored.status_code == 200, scored.text
+    async with service(tmp_path, **rotated) as client:  # the new version verifies: loaded
+        assert (await client.get("/readyz")).json()["models"] == {"declared": 2}
+
+
 async def test_missing_training_data_keeps_readiness_false_with_a_reason(tmp_path: Path) -> None:
     app = create_app(settings_for(tmp_path, model_name="declared"))
     async with serving(app) as client:
