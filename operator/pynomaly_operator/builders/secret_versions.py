@@ -47,20 +47,21 @@ def referenced(pod_spec: Mapping[str, Any]) -> set[str]:
     return names
 
 
-def stamp(obj: Mapping[str, Any], uids: Mapping[str, str]) -> dict[str, Any]:
-    """``obj`` (a new dict) with its pod template annotated by the UIDs of the Secrets in
-    ``uids`` (name -> UID) that it reads; unchanged when it reads none or is not stamped."""
-    out = copy.deepcopy(dict(obj))
-    if out.get("kind") not in STAMPED_KINDS:
-        return out
-    template = (out.get("spec") or {}).get("template")
-    if not isinstance(template, dict):
-        return out
+def stamp(obj: Mapping[str, Any], uids: Mapping[str, str]) -> Mapping[str, Any]:
+    """``obj`` with its pod template annotated by the UIDs of the Secrets in ``uids``
+    (name -> UID) that it reads: a new dict when stamped, ``obj`` itself (never modified)
+    when it reads none or is not a stamped kind."""
+    if obj.get("kind") not in STAMPED_KINDS:
+        return obj
+    template = (obj.get("spec") or {}).get("template")
+    if not isinstance(template, Mapping):
+        return obj
     used = sorted(name for name in referenced(template.get("spec") or {}) if name in uids)
     if not used:
-        return out
+        return obj
     text = "".join(f"{name}={uids[name]}\n" for name in used)
-    metadata = template.setdefault("metadata", {})
+    out = copy.deepcopy(dict(obj))
+    metadata = out["spec"]["template"].setdefault("metadata", {})
     annotations = metadata.setdefault("annotations", {})
     annotations[naming.SECRETS_HASH_ANNOTATION] = hashlib.sha256(text.encode()).hexdigest()[:16]
     return out

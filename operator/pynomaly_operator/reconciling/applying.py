@@ -186,33 +186,33 @@ class Applier:
                 raise
         logger.info("deleted %s/%s", kind, name)
 
-    async def uid(self, api_version: str, kind: str, name: str, namespace: str) -> str | None:
-        """The object's UID, ``None`` when it does not exist (one GET; the rest of the body,
-        e.g. a Secret's values, is dropped)."""
+    async def _fetch(self, api_version: str, kind: str, name: str, namespace: str) -> Any:
+        """One GET: the lightkube object, or ``None`` when it does not exist."""
         self.writes.reads += 1
         try:
-            found = await self.client.get(
+            return await self.client.get(
                 codecs.resource_registry.load(api_version, kind), name, namespace=namespace
             )
         except ApiError as exc:
             if exc.status.code == 404:
                 return None
             raise
+
+    async def uid(self, api_version: str, kind: str, name: str, namespace: str) -> str | None:
+        """The object's UID, ``None`` when it does not exist (the rest of the body, e.g. a
+        Secret's values, is dropped)."""
+        found = await self._fetch(api_version, kind, name, namespace)
+        if found is None:
+            return None
         return str(getattr(getattr(found, "metadata", None), "uid", "") or "")
 
     async def get(
         self, api_version: str, kind: str, name: str, namespace: str
     ) -> dict[str, Any] | None:
-        self.writes.reads += 1
-        try:
-            obj = await self.client.get(
-                codecs.resource_registry.load(api_version, kind), name, namespace=namespace
-            )
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return None
-            raise
-        result: dict[str, Any] = obj.to_dict()
+        found = await self._fetch(api_version, kind, name, namespace)
+        if found is None:
+            return None
+        result: dict[str, Any] = found.to_dict()
         return result
 
     async def write_status(self, owner: Mapping[str, Any], status: Mapping[str, Any]) -> str:
