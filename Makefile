@@ -109,3 +109,12 @@ cluster: ## start the local Kubernetes control plane in the background; prints .
 .PHONY: cluster-down
 cluster-down: ## stop the local control plane (whole process group) and remove its state
 	@e2e/cluster.sh stop
+
+# ---- GitOps with a live Argo CD (issue #18; e2e/README.md "Argo CD") ------------------------------
+.PHONY: argocd
+argocd: ## build Argo CD (controller + repo server) and kustomize into .cluster/bin, copy Argo CD's CRDs; no-op when up to date
+	@e2e/argocd.sh build
+
+.PHONY: test-argocd
+test-argocd: install controlplane argocd ## GitOps scenarios: a live Argo CD syncs manifests/ from a local Git repository (marker argocd)
+	$(VENV)/bin/pytest -m argocd tests/gitops $(PYTEST_ARGS)
