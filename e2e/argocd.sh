@@ -4,7 +4,7 @@
 #
 #   e2e/argocd.sh build   build .cluster/bin/{argocd,kustomize} if sources changed, link the
 #                         binary's names, copy Argo CD's CRDs from the module to .cluster/bin/argocd-crds/
-#   e2e/argocd.sh version print the Argo CD version the binary is built from (e.g. v3.2.12)
+#   e2e/argocd.sh version print the Argo CD version the binary is built from (e.g. v3.2.11)
 #
 # Builds are niced (the machine is shared), use the default Go module and build caches, and
 # the same offline-friendly settings as e2e/cluster.sh.

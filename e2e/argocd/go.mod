@@ -2,15 +2,16 @@ module github.com/pynomaly/pynomaly-operator/e2e/argocd
 
 go 1.25.5
 
-// Argo CD v3.2.12 (the newest v3.2 patch): from v3.3 on, Argo CD's go.mod replaces
-// github.com/argoproj/gitops-engine with a directory inside its own repository
-// (`=> ./gitops-engine`), which a module depending on Argo CD cannot use; v3.2.x still
-// requires gitops-engine as a module of its own. Argo CD is not meant to be a library, so,
+// Argo CD v3.2.11: from v3.3 on, Argo CD's go.mod replaces github.com/argoproj/gitops-engine
+// with a directory inside its own repository (`=> ./gitops-engine`), which a module depending
+// on Argo CD cannot use; v3.2.x still requires gitops-engine as a module of its own. v3.2.11 is
+// the newest v3.2 patch that compiles as a module: v3.2.12's controller/cache calls
+// settings.ValidateExternalURL, which its module (util/settings) does not contain. Argo CD is not meant to be a library, so,
 // as e2e/controlplane does for Kubernetes, this module copies its replace block verbatim
 // (Kubernetes staging modules at v0.34.0 and a few CVE pins): without it the build would mix
 // Kubernetes library versions Argo CD was never compiled against. Own module so those pins
 // never meet the control plane's (1.35) or KWOK's. `e2e/argocd.sh build` builds main.go here.
-require github.com/argoproj/argo-cd/v3 v3.2.12
+require github.com/argoproj/argo-cd/v3 v3.2.11
 
 require (
 	github.com/spf13/cobra v1.10.1
@@ -32,7 +33,7 @@ require (
 	github.com/Microsoft/go-winio v0.6.2 // indirect
 	github.com/ProtonMail/go-crypto v1.1.6 // indirect
 	github.com/TomOnTime/utfutil v1.0.0 // indirect
-	github.com/argoproj/gitops-engine v0.7.1-0.20260512161450-ff8d2f5207dc // indirect
+	github.com/argoproj/gitops-engine v0.7.1-0.20251217140045-5baed5604d2d // indirect
 	github.com/argoproj/pkg v0.13.6 // indirect
 	github.com/argoproj/pkg/v2 v2.0.1 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
@@ -111,7 +112,7 @@ require (
 	github.com/mitchellh/copystructure v1.2.0 // indirect
 	github.com/mitchellh/go-wordwrap v1.0.1 // indirect
 	github.com/mitchellh/reflectwalk v1.0.2 // indirect
-	github.com/moby/spdystream v0.5.1 // indirect
+	github.com/moby/spdystream v0.5.0 // indirect
 	github.com/moby/term v0.5.2 // indirect
 	github.com/modern-go/concurrent v0.0.0-20180306012644-bacd9c7ef1dd // indirect
 	github.com/modern-go/reflect2 v1.0.3-0.20250322232337-35a7c28c31ee // indirect
