@@ -81,6 +81,7 @@ class ArgoCD:
     def __init__(self, cluster: ControlPlane, state_dir: Path) -> None:
         self.cluster = cluster
         self.state_dir = state_dir
+        (state_dir / "redis").mkdir(parents=True, exist_ok=True)
         self.redis = RedisServer(workdir=state_dir / "redis")
         self.repo_port = free_port()
         self.repo_metrics_port = free_port()
