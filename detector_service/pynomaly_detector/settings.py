@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     """L2: prefix of every Redis key this service writes."""
     cache_query_ttl_seconds: float = Field(default=1800, ge=0)
     """L3: seconds a registry lookup (latest version of a model) is reused without the store."""
+    cache_revalidate_seconds: float = Field(default=1.0, ge=0)
+    """Seconds between reads of the store's change counter (one small read per process): a
+    model replaced or deleted elsewhere stops serving within this bound in every worker and
+    replica, whatever the Redis mode (0 = never: only Redis pub/sub and the L3 TTL)."""
     cache_warmup: bool = True
     """Load every stored model at start so the first requests do not pay for loading."""
 
@@ -136,6 +140,9 @@ class Settings(BaseSettings):
     """http(s) URL of a CSV with the declared model's training rows."""
     model_max_training_rows: int = Field(default=1_000_000, ge=10)
     """Training rows beyond this are reservoir-sampled (recorded in the model's metadata)."""
+    model_max_features: int = Field(default=10_000, ge=1, le=100_000)
+    """Widest training row (columns) a fit accepts, checked on the CSV's first line or the
+    JSON row lengths before any matrix is built (wider: 422)."""
 
     rate_limit_requests_per_second: float = Field(default=0, ge=0)
     """Per-client request rate (shared through Redis when configured); 0 = off."""

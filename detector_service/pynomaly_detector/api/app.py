@@ -109,6 +109,7 @@ def create_app(
         tasks = [
             asyncio.create_task(plane.prepare_until_done(), name="prepare"),
             asyncio.create_task(_sample_memory(), name="memory"),
+            asyncio.create_task(plane.revalidate_forever(), name="revalidate"),
         ]
         if invalidation is not None:
             tasks.append(

@@ -11,6 +11,11 @@ the length of a transaction. Consequences, all handled here:
   and the new version is committed in that same transaction, so waiters see it the moment
   the lock is released. Waiters poll with ``pg_try_advisory_xact_lock`` instead of blocking,
   so they do not pin server connections while the winner fits;
+* version numbers are never reused: ``pynomaly_model_names`` keeps the last number of every
+  name, deleted ones included, so ``(name, version)`` names one model forever;
+* ``pynomaly_generation`` is bumped in the transaction of every save and delete: processes
+  poll it (one cheap query) to drop cached lookups when any model changed, whatever the
+  Redis mode;
 * a restarted PgBouncer/Postgres breaks pooled connections: each operation retries once on
   a fresh connection, and every failure surfaces as ``StoreUnavailableError`` (503) without
   a restart being needed to recover.
@@ -62,8 +67,18 @@ CREATE TABLE IF NOT EXISTS pynomaly_anomalies (
 );
 CREATE INDEX IF NOT EXISTS pynomaly_anomalies_model_time
     ON pynomaly_anomalies (model, detected_at);
+CREATE TABLE IF NOT EXISTS pynomaly_model_names (
+    name text PRIMARY KEY,
+    last_version integer NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pynomaly_generation (
+    id integer PRIMARY KEY CHECK (id = 1),
+    value bigint NOT NULL
+);
+INSERT INTO pynomaly_generation (id, value) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
 """
 
+_BUMP = "UPDATE pynomaly_generation SET value = value + 1 WHERE id = 1"
 _SCHEMA_LOCK = 0x70796E6F6D616C79  # "pynomaly": serialises concurrent schema creation
 _FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -184,6 +199,13 @@ class PostgresStore:
         except (StoreUnavailableError, TimeoutError):
             return False
 
+    async def generation(self) -> int:
+        async def fetch(connection: asyncpg.Connection) -> int:
+            value = await connection.fetchval("SELECT value FROM pynomaly_generation WHERE id = 1")
+            return int(value or 0)
+
+        return await self._run(fetch, "generation")
+
     @staticmethod
     async def _latest_on(connection: asyncpg.Connection, name: str) -> ModelVersion | None:
         row = await connection.fetchrow(
@@ -197,10 +219,16 @@ class PostgresStore:
         meta, artifact = draft
         async with connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock($1)", lock_key(meta.name))
+            # The next number never seen for this name (rows from before this table count).
             version = await connection.fetchval(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM pynomaly_models WHERE name = $1",
+                "INSERT INTO pynomaly_model_names (name, last_version)"
+                " SELECT $1, COALESCE(MAX(version), 0) + 1 FROM pynomaly_models WHERE name = $1"
+                " ON CONFLICT (name) DO UPDATE SET last_version ="
+                " GREATEST(pynomaly_model_names.last_version, EXCLUDED.last_version - 1) + 1"
+                " RETURNING last_version",
                 meta.name,
             )
+            await connection.execute(_BUMP)
             stored = dataclasses.replace(meta, version=int(version))
             await connection.execute(
                 "INSERT INTO pynomaly_models (name, version, algorithm, n_samples, threshold,"
@@ -253,11 +281,20 @@ class PostgresStore:
                     "DELETE FROM pynomaly_models WHERE name = $1", name
                 )
                 await connection.execute("DELETE FROM pynomaly_anomalies WHERE model = $1", name)
-            return not status.endswith(" 0")
+                existed = not status.endswith(" 0")
+                if existed:
+                    await connection.execute(_BUMP)
+            return existed
 
         return await self._run(remove, "delete")
 
-    async def ensure(self, name: str, fit: Callable[[], Awaitable[Draft]]) -> ModelVersion:
+    async def ensure(
+        self,
+        name: str,
+        fit: Callable[[], Awaitable[Draft]],
+        *,
+        accept: Callable[[ModelVersion], bool] | None = None,
+    ) -> ModelVersion:
         key = lock_key(name)
 
         async def attempt(connection: asyncpg.Connection) -> ModelVersion | None:
@@ -265,7 +302,7 @@ class PostgresStore:
                 if not await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", key):
                     return None
                 existing = await self._latest_on(connection, name)
-                if existing is not None:
+                if existing is not None and (accept is None or accept(existing)):
                     return existing
                 draft = await fit()
                 # _insert re-takes the same xact lock: advisory locks are re-entrant.

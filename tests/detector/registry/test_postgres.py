@@ -33,6 +33,22 @@ async def test_versions_list_delete(store: PostgresStore) -> None:
     await store_contract.versions_list_delete(store)
 
 
+async def test_versions_are_never_reused(store: PostgresStore) -> None:
+    await store_contract.versions_are_never_reused_and_changes_are_counted(store)
+
+
+async def test_ensure_refits_a_changed_declaration_once(postgres_stack: PostgresStack) -> None:
+    database = postgres_stack.create_database()
+    stores = [_store(postgres_stack, database) for _ in range(3)]  # three "replicas"
+    for store in stores:
+        await store.open()
+    try:
+        await store_contract.ensure_refits_what_accept_refuses(list(stores))
+    finally:
+        for store in stores:
+            await store.close()
+
+
 async def test_concurrent_saves(store: PostgresStore) -> None:
     await store_contract.concurrent_saves_get_distinct_versions(store)
 
