@@ -38,6 +38,7 @@ from pynomaly_detector.registry.models import (
     check_name,
     identity,
 )
+from pynomaly_detector.registry.signing import ArtifactRejectedError
 from pynomaly_detector.registry.store import ModelStore, StoreUnavailableError
 from pynomaly_detector.registry.versions import AnomalyRecord, ModelVersion
 from pynomaly_detector.scoring import rows as rowing
@@ -157,7 +158,7 @@ class DataPlane:
             try:
                 await self.prepare()
             except Exception as error:  # retried: the store may come up later
-                self.preparing_error = f"{type(error).__name__}: {error}"
+                self.preparing_error = _public_reason(error)
                 log.warning("model preparation failed, retrying in %.1fs: %s", delay, error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
@@ -366,8 +367,11 @@ def build(
             ttl=settings.cache_memory_ttl_seconds,
             level="l1_models",
             sliding=True,
+            # The declared model is what the deployment is for: never evicted, never idle.
+            keep=lambda key: key[0] == settings.model_name,
         ),
         on_replaced=scorer.forget,
+        keep_versions=settings.model_keep_versions,
     )
     anomaly_log = (
         AnomalyLog(store, max_queue=settings.anomaly_log_queue_size)
@@ -394,6 +398,13 @@ def training_from_instances(
         raise InvalidInputError("fitting needs at least 2 rows")
     features = [f"f{index}" for index in range(values.shape[1])]
     return datasets.TrainingData(values, features, len(values), sampled=False)
+
+
+def _public_reason(error: Exception) -> str:
+    """What /readyz may show about a failure: our own messages, never a driver's text."""
+    if isinstance(error, InvalidInputError | StoreUnavailableError | ArtifactRejectedError):
+        return f"{type(error).__name__}: {error}"
+    return f"{type(error).__name__} (details in the service log)"
 
 
 def _log_anomalies(

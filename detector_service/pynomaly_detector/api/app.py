@@ -55,6 +55,7 @@ def build_store(settings: Settings) -> ModelStore:
             min_size=settings.database_pool_min_size,
             max_size=settings.database_pool_max_size,
             timeout=settings.database_connect_timeout_seconds,
+            acquire_timeout=settings.database_pool_acquire_timeout_seconds,
         )
     return LocalStore(settings.model_dir)
 

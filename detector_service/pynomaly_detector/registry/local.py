@@ -131,6 +131,19 @@ class LocalStore:
         async with self._locked(draft[0].name):
             return await asyncio.to_thread(self._write, draft)
 
+    async def prune(self, name: str, *, keep: int) -> int:
+        def remove(old: list[int]) -> None:
+            for version in old:
+                stem = self.root / name / f"v{version}"
+                # Metadata first: a version disappears before its artifact does.
+                stem.with_suffix(".json").unlink(missing_ok=True)
+                stem.with_suffix(".pkl").unlink(missing_ok=True)
+
+        async with self._locked(name):
+            old = self._versions(name)[: -max(keep, 1)]
+            await asyncio.to_thread(remove, old)
+            return len(old)
+
     async def latest(self, name: str) -> ModelVersion | None:
         return await asyncio.to_thread(self._latest, name)
 

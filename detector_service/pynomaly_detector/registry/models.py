@@ -137,6 +137,7 @@ class Models:
         lookups: TTLCache[str, tuple[ModelVersion, int]],
         loaded: TTLCache[tuple[str, int], fitted.FittedDetector],
         on_replaced: Replaced | None = None,
+        keep_versions: int = 0,
     ) -> None:
         self.store = store
         self._key = signing_key
@@ -146,6 +147,8 @@ class Models:
         self.generation = 0
         """The store generation last read by ``revalidate``."""
         self._on_replaced = on_replaced
+        self.keep_versions = keep_versions
+        """Versions kept per name after a fit (0: all)."""
         self.loaded = loaded
         """L1 models: (name, version) -> fitted detector."""
         self._known: dict[str, ModelVersion] = {}
@@ -254,7 +257,7 @@ class Models:
             detector = await asyncio.get_running_loop().run_in_executor(
                 None,
                 functools.partial(
-                    signing.load, self._key, artifact, meta.signature, name=meta.name
+                    signing.load, self._key, artifact, meta.signature, name=meta.name, meta=meta
                 ),
             )
         except BaseException as error:
@@ -306,13 +309,24 @@ class Models:
         meta = await self.store.save(draft)
         detector = await asyncio.get_running_loop().run_in_executor(
             self._fit_pool,
-            functools.partial(signing.load, self._key, draft[1], meta.signature, name=meta.name),
+            functools.partial(
+                signing.load, self._key, draft[1], meta.signature, name=meta.name, meta=meta
+            ),
         )
         self.loaded.put((name, meta.version), detector)
         heap.settle()
         metrics.MODEL_LOADS.labels("fit").inc()
         self.remember(meta, stamp)
+        await self.prune(name)
         return LoadedModel(meta, detector)
+
+    async def prune(self, name: str) -> None:
+        """Delete old versions beyond ``keep_versions`` (never the newest: it is served)."""
+        if self.keep_versions > 0:
+            try:
+                await self.store.prune(name, keep=self.keep_versions)
+            except StoreUnavailableError as error:  # the next fit prunes them
+                log.warning("could not prune old versions of %s: %s", name, error)
 
     async def draft(
         self,
@@ -332,7 +346,7 @@ class Models:
                 parameters=parameters,
                 contamination=contamination,
             )
-            artifact, signature, digest = signing.dump(self._key, detector)
+            artifact, _, digest = signing.dump(self._key, detector)
             meta = ModelVersion(
                 name=name,
                 version=0,
@@ -344,10 +358,12 @@ class Models:
                 threshold=detector.threshold,
                 fitted_at=now(),
                 content_hash=digest,
-                signature=signature,
+                signature="",
                 extra=data.provenance,
             )
-            return meta, artifact
+            return dataclasses.replace(
+                meta, signature=signing.seal(self._key, meta, artifact)
+            ), artifact
 
         return await asyncio.get_running_loop().run_in_executor(self._fit_pool, work)
 
@@ -420,15 +436,17 @@ class Models:
                 meta.version,
                 error,
             )
-            draft = await fit()
-            newest = await self.store.latest(declared.name)
-            if newest is not None and newest.version > meta.version:
-                meta = newest  # another worker or replica refitted meanwhile
-                fitted_here = False
-            else:
-                meta = await self.store.save(draft)
+            rejected = meta.version
+            fitted_here = False
+            # Under the store's lock: one worker of one replica refits, the others find its
+            # newer version (or one stored meanwhile) and load that.
+            meta = await self.store.ensure(
+                declared.name, fit, accept=lambda stored: stored.version > rejected
+            )
             self.remember(meta)
             await self.detector(meta)
+        if fitted_here:
+            await self.prune(declared.name)
         log.info(
             "declared model %s v%d %s (%s, %d training rows, threshold %.6g)",
             meta.name,

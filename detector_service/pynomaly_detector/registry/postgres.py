@@ -102,12 +102,14 @@ class PostgresStore:
         min_size: int = 1,
         max_size: int = 5,
         timeout: float = 5.0,
+        acquire_timeout: float = 30.0,
     ) -> None:
         self.dsn = dsn
         self.password = password
         self.min_size = min_size
         self.max_size = max_size
         self.timeout = timeout
+        self.acquire_timeout = acquire_timeout
         self._pool: asyncpg.Pool | None = None
         self._schema_ready = False
         self._opening = asyncio.Lock()
@@ -167,7 +169,7 @@ class PostgresStore:
         last: BaseException | None = None
         for _attempt in range(2):
             try:
-                async with pool.acquire(timeout=self.timeout) as connection:
+                async with pool.acquire(timeout=self.acquire_timeout) as connection:
                     return await operation(connection)
             except _FAILURES as error:
                 last = error
@@ -178,16 +180,21 @@ class PostgresStore:
                 ):
                     break
         metrics.STORE_ERRORS.labels(name).inc()
-        msg = f"model database unavailable ({name}): {type(last).__name__}: {last}"
-        raise StoreUnavailableError(msg) from last
+        # The driver's text names hosts, ports and users: logged, never sent to clients.
+        log.warning("model database unavailable (%s): %s: %s", name, type(last).__name__, last)
+        raise StoreUnavailableError(f"model database unavailable ({name}); retry later") from last
 
     async def _run(self, operation: Callable[[asyncpg.Connection], Awaitable[T]], name: str) -> T:
         try:
             pool = await self._ready()
         except _FAILURES as error:
             metrics.STORE_ERRORS.labels(name).inc()
-            msg = f"model database unavailable ({name}): {type(error).__name__}: {error}"
-            raise StoreUnavailableError(msg) from error
+            log.warning(
+                "model database unavailable (%s): %s: %s", name, type(error).__name__, error
+            )
+            raise StoreUnavailableError(
+                f"model database unavailable ({name}); retry later"
+            ) from error
         return await self._call(pool, operation, name)
 
     async def ping(self) -> bool:
@@ -248,6 +255,19 @@ class PostgresStore:
 
     async def save(self, draft: Draft) -> ModelVersion:
         return await self._run(lambda connection: self._insert(connection, draft), "save")
+
+    async def prune(self, name: str, *, keep: int) -> int:
+        async def remove(connection: asyncpg.Connection) -> int:
+            status: str = await connection.execute(
+                "DELETE FROM pynomaly_models WHERE name = $1 AND version < ("
+                " SELECT MIN(version) FROM (SELECT version FROM pynomaly_models"
+                " WHERE name = $1 ORDER BY version DESC LIMIT $2) AS newest)",
+                name,
+                max(keep, 1),
+            )
+            return int(status.rsplit(" ", 1)[-1])
+
+        return await self._run(remove, "prune")
 
     async def latest(self, name: str) -> ModelVersion | None:
         return await self._run(lambda connection: self._latest_on(connection, name), "latest")

@@ -58,6 +58,9 @@ class ModelStore(Protocol):
         exactly one caller across processes and replicas runs ``fit`` and stores it while the
         others wait, then find it and accept it."""
 
+    async def prune(self, name: str, *, keep: int) -> int:
+        """Delete all but the newest ``keep`` (>= 1) versions of ``name``; how many went."""
+
     async def generation(self) -> int:
         """A number that changes whenever any model is saved or deleted (cheap to read)."""
 

@@ -86,6 +86,19 @@ def _fit_as(declaration: str) -> Callable[[], Awaitable[Draft]]:
     return fit
 
 
+async def prune_keeps_the_newest(store: ModelStore) -> None:
+    for index in range(5):
+        await store.save(draft("p", payload=f"v{index + 1}".encode()))
+    assert await store.prune("p", keep=2) == 3
+    latest = await store.latest("p")
+    assert latest is not None
+    assert latest.version == 5
+    assert await store.artifact("p", 3) is None
+    assert await store.artifact("p", 4) == b"v4"
+    assert await store.prune("p", keep=0) == 1  # never the newest, whatever ``keep`` says
+    assert await store.artifact("p", 5) == b"v5"
+
+
 async def concurrent_saves_get_distinct_versions(store: ModelStore) -> None:
     saved = await asyncio.gather(*[store.save(draft("c")) for _ in range(6)])
     assert sorted(meta.version for meta in saved) == [1, 2, 3, 4, 5, 6]

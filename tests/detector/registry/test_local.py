@@ -28,6 +28,10 @@ async def test_ensure_refits_a_changed_declaration_once(tmp_path: Path) -> None:
     )
 
 
+async def test_prune_keeps_the_newest(tmp_path: Path) -> None:
+    await store_contract.prune_keeps_the_newest(await _store(tmp_path))
+
+
 async def test_concurrent_saves(tmp_path: Path) -> None:
     await store_contract.concurrent_saves_get_distinct_versions(await _store(tmp_path))
 

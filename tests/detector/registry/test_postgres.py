@@ -10,6 +10,7 @@ from pynomaly_detector.registry.postgres import PostgresStore
 from pynomaly_detector.registry.store import StoreUnavailableError
 from tests.detector.registry import store_contract
 from tests.detector.registry.conftest import draft
+from tests.support.ports import free_port
 from tests.support.postgres_servers import PostgresStack
 
 pytestmark = pytest.mark.postgres
@@ -47,6 +48,10 @@ async def test_ensure_refits_a_changed_declaration_once(postgres_stack: Postgres
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_prune_keeps_the_newest(store: PostgresStore) -> None:
+    await store_contract.prune_keeps_the_newest(store)
 
 
 async def test_concurrent_saves(store: PostgresStore) -> None:
@@ -98,4 +103,19 @@ async def test_store_opens_while_database_is_down(postgres_stack: PostgresStack)
     finally:
         postgres_stack.pgbouncer.start()
     assert await store.list_models() == []
+    await store.close()
+
+
+async def test_store_errors_never_echo_the_driver() -> None:
+    """503 bodies and /readyz show our message; the driver's (host, port, user) stays in logs."""
+    port = free_port()
+    store = PostgresStore(
+        f"postgresql://leaky_user@127.0.0.1:{port}/db", password="pw", timeout=1.0
+    )
+    with pytest.raises(StoreUnavailableError) as raised:
+        await store.save(draft("m"))
+    message = str(raised.value)
+    assert "leaky_user" not in message
+    assert str(port) not in message
+    assert "127.0.0.1" not in message
     await store.close()
