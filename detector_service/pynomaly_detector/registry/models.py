@@ -6,12 +6,13 @@ and L1 models, the fitted detectors of loaded versions (``loaded``, LRU with a s
 
 Freshness, in every Redis mode: a version number is never reused by the store, so
 ``(name, version)`` names one model forever, and the scorer keys rows and batchers on
-``identity`` (version and content hash). Every L3 entry is stamped with the store's
-*generation* (a counter of saves and deletes) seen when its lookup started; ``revalidate``
-reads the generation (one small read, every ``cache_revalidate_seconds``) and an entry
-stamped before a change is looked up again. Redis pub/sub (standalone, sentinel) only makes
-that immediate. An entry never goes back to an older version than one this process has
-already seen, so concurrent fits of one name cannot pin a process to the older one.
+``identity`` (version and content hash). ``revalidate`` reads the store's *generation* (a
+counter of saves and deletes; one small read every ``cache_revalidate_seconds``) and, when
+it moved, starts a new local *epoch*. Every L3 entry is stamped with the epoch its lookup
+started in, and an entry from an earlier epoch is looked up again. Redis pub/sub
+(standalone, sentinel) only makes that immediate. An entry never goes back to an older
+version than one this process has seen as recently, so concurrent fits of one name cannot
+pin a process to the older one.
 It verifies every artifact before unpickling it, loads each version once however many
 requests ask at the same moment, and keeps scoring what it knows while the store is down.
 No HTTP here; the data plane puts scoring and the anomaly log beside it.
@@ -143,9 +144,12 @@ class Models:
         self._key = signing_key
         self._fit_pool = fit_pool
         self.lookups = lookups
-        """L3: name -> (newest version's metadata, store generation its lookup started at)."""
-        self.generation = 0
+        """L3: name -> (newest version's metadata, epoch its lookup started in)."""
+        self.generation: int | None = None
         """The store generation last read by ``revalidate``."""
+        self.epoch = 0
+        """Counts the changes ``revalidate`` noticed (local, so a reset store cannot lower it)."""
+        self._known_epoch: dict[str, int] = {}
         self._on_replaced = on_replaced
         self.keep_versions = keep_versions
         """Versions kept per name after a fit (0: all)."""
@@ -163,12 +167,20 @@ class Models:
         return {name: meta.version for name, meta in self._known.items()}
 
     def remember(self, meta: ModelVersion, stamp: int | None = None) -> None:
-        """``meta`` is the newest version of its name, as of store generation ``stamp``."""
+        """``meta`` is the newest version of its name, as read in epoch ``stamp``."""
+        stamp = self.epoch if stamp is None else stamp
         known = self._known.get(meta.name)
-        if known is not None and known.version > meta.version:
-            return  # a newer version was seen meanwhile (concurrent fits): never go back
-        self.lookups.put(meta.name, (meta, self.generation if stamp is None else stamp))
+        if (
+            known is not None
+            and known.version > meta.version
+            and self._known_epoch.get(meta.name, 0) >= stamp
+        ):
+            # A newer version was seen at least as recently (concurrent fits): never go
+            # back. A read from a later epoch wins even when older (a store that was reset).
+            return
+        self.lookups.put(meta.name, (meta, stamp))
         self._known[meta.name] = meta
+        self._known_epoch[meta.name] = stamp
         if known is not None and known.version != meta.version:
             self.loaded.discard_where(lambda key: key[0] == meta.name and key[1] != meta.version)
             if self._on_replaced is not None:
@@ -182,6 +194,7 @@ class Models:
         """Drop everything this process holds about ``name`` (deleted)."""
         self.lookups.pop(name)
         self._known.pop(name, None)
+        self._known_epoch.pop(name, None)
         self.loaded.discard_where(lambda key: key[0] == name)
         if self._on_replaced is not None:
             self._on_replaced(name, None)
@@ -192,11 +205,12 @@ class Models:
         if generation == self.generation:
             return False
         self.generation = generation
+        self.epoch += 1
         return True
 
     def _cached(self, name: str) -> ModelVersion | None:
         entry = self.lookups.get(name)
-        if entry is None or entry[1] != self.generation:
+        if entry is None or entry[1] != self.epoch:
             return None
         return entry[0]
 
@@ -208,7 +222,7 @@ class Models:
         meta = self._cached(name)
         if meta is not None:
             return meta
-        stamp = self.generation
+        stamp = self.epoch
         try:
             meta = await self.store.latest(name)
         except StoreUnavailableError:
@@ -274,7 +288,7 @@ class Models:
 
     async def list_models(self) -> list[ModelVersion]:
         """Newest version of every stored model."""
-        stamp = self.generation
+        stamp = self.epoch
         found = await self.store.list_models()
         for meta in found:
             self.remember(meta, stamp)
@@ -282,7 +296,7 @@ class Models:
 
     async def warmup(self, limit: int) -> None:
         """Load the newest version of stored models (at most ``limit``)."""
-        stamp = self.generation
+        stamp = self.epoch
         for meta in (await self.store.list_models())[:limit]:
             self.remember(meta, stamp)
             try:
@@ -305,7 +319,7 @@ class Models:
         """Fit and store a new version of ``name``; it serves at once in this process."""
         check_name(name)
         draft = await self.draft(name, algorithm, parameters, contamination, data)
-        stamp = self.generation
+        stamp = self.epoch
         meta = await self.store.save(draft)
         detector = await asyncio.get_running_loop().run_in_executor(
             self._fit_pool,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,26 @@ async def test_concurrent_puts_leave_every_worker_on_the_newest_version(tmp_path
             return versions == scored == [newest, newest]
 
         await wait_until(both_on_newest, within=10.0)
+
+
+async def test_a_reset_store_is_followed_even_to_lower_versions(tmp_path: Path) -> None:
+    """The store was wiped (a new volume): versions start again at 1. Processes that knew a
+    higher version must follow the store, not keep serving a model that no longer exists."""
+    async with two_processes(settings_for(tmp_path, **FAST)) as (one, two):
+        for seed in (1, 2):
+            await _fit(one, {"algorithm": "ECOD", "instances": training_rows(d=2, seed=seed)})
+        assert (await _detect(two, [[0.0, 0.0]])).json()["version"] == 2
+        shutil.rmtree(tmp_path / "models")
+        (tmp_path / "models" / ".locks").mkdir(parents=True)
+        again = await _fit(one, {"algorithm": "ECOD", "instances": training_rows(d=3, seed=3)})
+        assert again["version"] == 1
+        row = [[0.1, 0.2, 0.3]]
+
+        async def both_follow() -> bool:
+            answers = [await _detect(client, row) for client in (one, two)]
+            return all(a.status_code == 200 and a.json()["version"] == 1 for a in answers)
+
+        await wait_until(both_follow, within=10.0)
 
 
 def _redis_settings(tmp_path: Path, postgres: PostgresStack, **redis: Any) -> Settings:
