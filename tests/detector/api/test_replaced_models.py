@@ -188,3 +188,59 @@ async def test_refit_after_delete_serves_every_replica_redis_cluster(
     )
     async with two_processes(settings) as (one, two):
         await replace_and_check(one, two)
+
+
+@pytest.mark.postgres
+async def test_store_outages_under_load_fail_no_scoring_and_heal_without_restart(
+    tmp_path: Path, postgres_stack: PostgresStack
+) -> None:
+    """PgBouncer stopped, then Postgres restarted, while two processes score (and poll the
+    store's change counter every 50 ms): every scoring request of the loaded model is a 200,
+    and afterwards a new version reaches the other process without a restart."""
+    settings = _redis_settings(
+        tmp_path, postgres_stack, redis_mode="none", database_connect_timeout_seconds=1.0
+    )
+    async with two_processes(settings) as (one, two):
+        first = await _fit(one, {"algorithm": "ECOD", "instances": training_rows(d=2)})
+        for client in (one, two):
+            assert (await _detect(client, [[0.0, 0.0]])).status_code == 200
+        statuses: list[int] = []
+        stop = asyncio.Event()
+
+        async def load(client: httpx.AsyncClient, seed: int) -> None:
+            while not stop.is_set():
+                rows = training_rows(2, d=2, seed=seed + len(statuses))
+                statuses.append((await _detect(client, rows)).status_code)
+                await asyncio.sleep(0.01)
+
+        workers = [asyncio.create_task(load(c, n)) for n, c in enumerate((one, two) * 4)]
+        try:
+            await asyncio.sleep(0.3)
+            postgres_stack.pgbouncer.stop()
+            await asyncio.sleep(1.5)
+            postgres_stack.pgbouncer.start()
+            postgres_stack.postgres.stop()
+            await asyncio.sleep(1.0)
+            postgres_stack.postgres.start()
+            await asyncio.sleep(0.3)
+        finally:
+            stop.set()
+            await asyncio.gather(*workers)
+        assert len(statuses) > 50
+        assert set(statuses) == {200}, f"non-200 during the outages: {sorted(set(statuses))}"
+
+        async def refit() -> bool:
+            return (
+                await one.put(
+                    "/v1/models/m",
+                    json={"algorithm": "ECOD", "instances": training_rows(d=2, seed=9)},
+                )
+            ).status_code == 201
+
+        await wait_until(refit, within=30.0)
+
+        async def two_follows() -> bool:
+            version = (await _detect(two, [[0.0, 0.0]])).json().get("version", 0)
+            return bool(version > first["version"])
+
+        await wait_until(two_follows, within=15.0)
