@@ -3,9 +3,10 @@
 The spec and status are defined once, in ``pynomaly_operator.specs``; this module turns
 pydantic's JSON schema into a *structural* OpenAPI v3 schema the API server accepts:
 ``$ref`` inlined, ``anyOf [X, null]`` collapsed to ``X``, draft-2020 exclusive bounds turned
-into OpenAPI 3.0 booleans, free-form maps marked ``x-kubernetes-preserve-unknown-fields``,
-and ``default: {}`` on every nested object whose fields all have defaults, so the API server
-fills in the whole tree of performance-guide defaults.
+into OpenAPI 3.0 booleans, free-form maps marked ``x-kubernetes-preserve-unknown-fields``
+(maps with a value type keep it as ``additionalProperties``), and ``default: {}`` on every
+nested object whose fields all have defaults, so the API server fills in the whole tree of
+performance-guide defaults.
 
 ``python -m pynomaly_operator.crdgen``           writes ``crds/anomalydetectors.pynomaly.io.yaml``
 ``python -m pynomaly_operator.crdgen --check``   exits 1 when the committed file is stale
@@ -29,7 +30,8 @@ from pynomaly_operator import naming
 from pynomaly_operator.specs import base, detector
 
 CRD_FILE = f"{naming.PLURAL}.{naming.GROUP}.yaml"
-_DROP = {"title", "discriminator"}
+# Not part of a structural schema: map keys are checked by CEL rules instead.
+_DROP = {"title", "discriminator", "propertyNames"}
 # Named "Kustomization" (a name kustomize accepts) rather than kustomization.yaml so that
 # `kubectl apply -f crds/`, which reads only *.yaml/*.yml/*.json files, still just works.
 KUSTOMIZATION_FILE = "Kustomization"
@@ -75,8 +77,12 @@ def _structural(node: dict[str, Any]) -> dict[str, Any]:
             node[plain] = node[bound]
             node[bound] = True
     if node.get("type") == "object" and "properties" not in node:
-        node.pop("additionalProperties", None)
-        node["x-kubernetes-preserve-unknown-fields"] = True
+        values = node.get("additionalProperties")
+        if isinstance(values, dict) and "type" in values:
+            pass  # a typed map: the API server checks every value (e.g. a quantity string)
+        else:
+            node.pop("additionalProperties", None)
+            node["x-kubernetes-preserve-unknown-fields"] = True
     if node.get("type") == "object" and "properties" in node:
         node.pop("additionalProperties", None)
         for prop in node["properties"].values():

@@ -9,9 +9,10 @@ connection-budget check (``pynomaly_operator.budget``).
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, JsonValue, StringConstraints, field_validator
 
 from pynomaly_operator.specs.redis import ComputeResources, Persistence, SecretKeyRef, StoreModel
 
@@ -19,6 +20,77 @@ PostgresMode = Literal["managed", "external"]
 PoolMode = Literal["session", "transaction", "statement"]
 
 _PG_MEMORY_PATTERN = r"^[0-9]+(kB|MB|GB|TB)?$"
+
+# ``config.extra``: what may be added to postgresql.conf. Names are lower-case parameter names
+# (PostgreSQL folds case, so the lower-case grammar also closes ARCHIVE_COMMAND and the like),
+# optionally with one ``extension.`` prefix; values are one line (a newline would start a new,
+# unchecked directive). Refused outright: parameters that run shell commands (``*_command``:
+# the Postgres pod holds the superuser password in its environment), load code
+# (``*preload*``, ``*_library``, ``dynamic_library_path``, ``jit_provider``), read other files
+# (``include*``, ``*_file``, ``data_directory``, ``ssl_crl_dir``) or undo what the operator
+# sets (listening, sockets, password hashing). The CRD refuses them (CEL) and so does the
+# operator (``PostgresConfig``), so neither ``kubectl apply`` nor an old CRD lets one through.
+EXTRA_NAME_PATTERN = r"^[a-z_][a-z0-9_]*([.][a-z_][a-z0-9_]*)?$"  # no escapes: CEL-safe
+EXTRA_VALUE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+EXTRA_MAX_PARAMETERS = 64
+DENIED_SUFFIXES = ("_command", "_library", "_file")
+DENIED_PARTS = ("preload",)
+DENIED_PREFIXES = ("include",)
+DENIED_NAMES = (
+    "data_directory",
+    "dynamic_library_path",
+    "jit_provider",
+    "ssl_crl_dir",
+    "listen_addresses",
+    "port",
+    "unix_socket_directories",
+    "unix_socket_group",
+    "unix_socket_permissions",
+    "password_encryption",
+)
+_EXTRA_NAME_MESSAGE = (
+    "postgres.config.extra: parameter names are lower-case postgresql.conf names (letters, "
+    "digits and _, optionally one 'prefix.')"
+)
+_EXTRA_DENIED_MESSAGE = (
+    "postgres.config.extra: parameters that run commands, load libraries, read other files or "
+    "change what the operator sets are not allowed (*_command, *preload*, *_library, *_file, "
+    "include*, " + ", ".join(DENIED_NAMES) + ")"
+)
+
+
+def denied_parameter(name: str) -> bool:
+    """Whether ``name`` may not be set through ``config.extra`` (see above)."""
+    return (
+        name.endswith(DENIED_SUFFIXES)
+        or any(part in name for part in DENIED_PARTS)
+        or name.startswith(DENIED_PREFIXES)
+        or name in DENIED_NAMES
+    )
+
+
+def _cel_list(items: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{item}'" for item in items) + "]"
+
+
+_EXTRA_CEL: list[JsonValue] = [
+    {
+        "rule": f"self.all(k, k.matches('{EXTRA_NAME_PATTERN}'))",
+        "message": _EXTRA_NAME_MESSAGE,
+    },
+    {
+        "rule": "self.all(k, !("
+        + " || ".join(f"k.endsWith('{s}')" for s in DENIED_SUFFIXES)
+        + " || "
+        + " || ".join(f"k.contains('{s}')" for s in DENIED_PARTS)
+        + " || "
+        + " || ".join(f"k.startsWith('{s}')" for s in DENIED_PREFIXES)
+        + f" || k in {_cel_list(DENIED_NAMES)}))",
+        "message": _EXTRA_DENIED_MESSAGE,
+    },
+]
+ExtraName = Annotated[str, StringConstraints(max_length=63)]
+ExtraValue = Annotated[str, StringConstraints(pattern=EXTRA_VALUE_PATTERN, max_length=1024)]
 _PG_DURATION_PATTERN = r"^[0-9]+(us|ms|s|min|h|d)?$"
 
 
@@ -78,10 +150,28 @@ class PostgresConfig(StoreModel):
     autovacuum_analyze_scale_factor: float = Field(
         default=0.05, ge=0.0, le=100.0, allow_inf_nan=False, description="Analyze threshold."
     )
-    extra: dict[str, str] = Field(
+    extra: dict[ExtraName, ExtraValue] = Field(
         default_factory=dict,
-        description="Further postgresql.conf parameters, rendered verbatim (name: value).",
+        description="Further postgresql.conf parameters (name: value, the value quoted). Names "
+        "are lower-case parameter names; parameters that run commands, load libraries, read "
+        "other files or change the operator's own settings are refused.",
+        json_schema_extra={
+            "maxProperties": EXTRA_MAX_PARAMETERS,
+            "x-kubernetes-validations": _EXTRA_CEL,
+        },
     )
+
+    @field_validator("extra")
+    @classmethod
+    def _safe_extra(cls, extra: dict[str, str]) -> dict[str, str]:
+        if len(extra) > EXTRA_MAX_PARAMETERS:
+            raise ValueError(f"postgres.config.extra: at most {EXTRA_MAX_PARAMETERS} parameters")
+        for name in extra:
+            if re.fullmatch(EXTRA_NAME_PATTERN, name) is None:
+                raise ValueError(f"{_EXTRA_NAME_MESSAGE}: {name!r}")
+            if denied_parameter(name):
+                raise ValueError(f"{_EXTRA_DENIED_MESSAGE}: {name!r}")
+        return extra
 
 
 def default_pgbouncer_resources() -> ComputeResources:
