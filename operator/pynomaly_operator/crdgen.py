@@ -24,7 +24,9 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import pydantic
 import yaml
+from pydantic import json_schema
 
 from pynomaly_operator import naming
 from pynomaly_operator.specs import base, detector
@@ -109,8 +111,30 @@ def _materialize(node: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _FactoryDefaults(json_schema.GenerateJsonSchema):
+    """pydantic's schema generator, plus the defaults made by ``default_factory``.
+
+    pydantic leaves those out of the schema; the CRD must carry them, or the API server
+    fills in a different default than the operator assumes (a Postgres volume of 8Gi from the
+    nested model's default instead of the 20Gi the factory makes).
+    """
+
+    def get_default_value(self, schema: Any) -> Any:
+        factory = schema.get("default_factory")
+        if factory is not None and not schema.get("default_factory_takes_data"):
+            return factory()
+        return super().get_default_value(schema)
+
+    def encode_default(self, dft: Any) -> Any:
+        if isinstance(dft, pydantic.BaseModel):
+            return dft.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return super().encode_default(dft)
+
+
 def _schema(model: type[base.SpecModel]) -> dict[str, Any]:
-    raw = model.model_json_schema(by_alias=True, mode="validation")
+    raw = model.model_json_schema(
+        by_alias=True, mode="validation", schema_generator=_FactoryDefaults
+    )
     defs = raw.pop("$defs", {})
     resolved: dict[str, Any] = _resolve(raw, defs)
     return resolved

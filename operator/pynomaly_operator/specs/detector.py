@@ -202,7 +202,11 @@ class ServerSpec(base.SpecModel):
     max_requests_jitter: int = _field(50, "Random jitter added to maxRequests.", ge=0)
     backlog: int = _field(2048, "Listen backlog.", ge=1, le=65535)
     limit_concurrency: int = _field(1000, "Concurrent connections per worker before 503.", ge=1)
-    max_body_bytes: int = _field(10 * 1024 * 1024, "Largest request body in bytes.", ge=1024)
+    max_body_bytes: int = _field(
+        64 * 1024 * 1024,
+        "Largest request body in bytes (the service's own default, 64 MiB).",
+        ge=1024,
+    )
     batch_max_size: int = _field(
         4096,
         "Micro-batch: row budget of one model call (a larger request is never split).",
