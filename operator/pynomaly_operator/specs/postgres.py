@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, JsonValue, StringConstraints, field_validator
 
+from pynomaly_operator.specs import base
 from pynomaly_operator.specs.redis import ComputeResources, Persistence, SecretKeyRef, StoreModel
 
 PostgresMode = Literal["managed", "external"]
@@ -254,8 +255,13 @@ class PostgresExternal(StoreModel):
     )
 
 
-def _default_postgres_persistence() -> Persistence:
-    return Persistence(size="20Gi")
+class PostgresPersistence(Persistence):
+    """The Postgres data volume: as ``Persistence``, 20Gi unless set (a spec that sets only
+    the storage class still gets 20Gi, not the Redis default)."""
+
+    size: base.Quantity = Field(
+        default="20Gi", description="Requested size of the data volume (a Kubernetes quantity)."
+    )
 
 
 class PostgresSpec(StoreModel):
@@ -299,8 +305,8 @@ class PostgresSpec(StoreModel):
     config: PostgresConfig = Field(
         default_factory=PostgresConfig, description="postgresql.conf parameters."
     )
-    persistence: Persistence = Field(
-        default_factory=_default_postgres_persistence, description="The data volume."
+    persistence: PostgresPersistence = Field(
+        default_factory=PostgresPersistence, description="The data volume."
     )
     resources: ComputeResources = Field(
         default_factory=default_postgres_resources,
