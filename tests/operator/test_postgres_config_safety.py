@@ -107,3 +107,9 @@ def test_api_server_admits_ordinary_parameters(kube: Any) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_statement_pool_mode_is_refused() -> None:
+    """It returns the server connection after each statement: every store transaction breaks."""
+    with pytest.raises(pydantic.ValidationError, match=r"pool_mode|poolMode"):
+        PostgresSpec.model_validate({"pgbouncer": {"poolMode": "statement"}})

@@ -219,8 +219,10 @@ class Reconciler:
 
         # Children no longer wanted (e.g. autoscaling disabled, Redis mode changed).
         # Secrets are kept: losing generated passwords or the signing key is never wanted.
+        # Only objects this resource controls (its owner reference) are deleted: labels alone
+        # are anyone's to set, and an object someone labelled by hand is not ours to remove.
         for (kind, name), live in observed.children.items():
-            if kind == "Secret" or (kind, name) in wanted:
+            if kind == "Secret" or (kind, name) in wanted or not controlled_by(live, detector.uid):
                 continue
             await self.applier.delete((str(live.get("apiVersion")), kind), name, detector.namespace)
             memory.applied.pop((kind, name), None)
@@ -268,6 +270,14 @@ class Reconciler:
             ):
                 return  # announced before this process started
         await self.applier.event(body, type_="Warning", reason=reason, message=message)
+
+
+def controlled_by(live: Mapping[str, Any], owner_uid: str) -> bool:
+    """Whether ``live`` carries a controller owner reference to the resource ``owner_uid``."""
+    owners = (live.get("metadata") or {}).get("ownerReferences") or []
+    return bool(owner_uid) and any(
+        o.get("uid") == owner_uid and o.get("controller") is True for o in owners
+    )
 
 
 def _lagging(live: Mapping[str, Any] | None, applied: tuple[str, int] | None, digest: str) -> bool:

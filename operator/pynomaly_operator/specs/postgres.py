@@ -18,7 +18,9 @@ from pynomaly_operator.specs import base
 from pynomaly_operator.specs.redis import ComputeResources, Persistence, SecretKeyRef, StoreModel
 
 PostgresMode = Literal["managed", "external"]
-PoolMode = Literal["session", "transaction", "statement"]
+# No "statement": it returns the server connection after every statement, which breaks every
+# multi-statement transaction the model store runs (refused by the CRD's enum).
+PoolMode = Literal["session", "transaction"]
 
 _PG_MEMORY_PATTERN = r"^[0-9]+(kB|MB|GB|TB)?$"
 
@@ -202,7 +204,10 @@ class PgBouncerSpec(StoreModel):
     )
     replicas: int = Field(default=2, ge=1, le=20, description="PgBouncer pods.")
     pool_mode: PoolMode = Field(
-        default="transaction", description="When a server connection returns to the pool."
+        default="transaction",
+        description="When a server connection returns to the pool: after each transaction, "
+        "or when the client disconnects (session). statement is refused: it breaks every "
+        "multi-statement transaction of the model store.",
     )
     max_client_conn: int = Field(
         default=1000, ge=1, le=100_000, description="Client connections each PgBouncer accepts."
