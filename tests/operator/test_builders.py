@@ -75,7 +75,7 @@ def rendered(case: str) -> list[dict[str, Any]]:
     detector = parse(CASES[case])
     names = naming.Names(instance=detector.name, namespace=detector.namespace)
     return [
-        signing_key.secret(names, key="not-a-real-key"),
+        signing_key.secret(names, key="not-a-real-key", retained=signing_key.retained(detector)),
         *detector_builders.before_stores(detector, names),
         *detector_builders.after_stores(
             detector, names, store_env=[{"name": "PYNOMALY_REDIS_MODE", "value": "none"}]
@@ -179,3 +179,17 @@ def test_single_replica_pdb_never_blocks_drains() -> None:
     assert (
         pod_disruption_budget.pod_disruption_budget(detector, names)["spec"]["maxUnavailable"] == 1
     )
+
+
+@pytest.mark.parametrize(
+    ("postgres", "kept"),
+    [
+        ({"mode": "managed"}, True),  # whenDeleted: Retain by default
+        ({"mode": "managed", "persistence": {"whenDeleted": "Delete"}}, False),
+        ({"mode": "managed", "persistence": {"enabled": False}}, False),
+        ({"mode": "external", "external": {"dsnSecretRef": {"name": "pg", "key": "dsn"}}}, True),
+    ],
+)
+def test_signing_key_lives_as_long_as_the_model_data(postgres: dict[str, Any], kept: bool) -> None:
+    detector = parse({"postgres": postgres})
+    assert signing_key.retained(detector) is kept

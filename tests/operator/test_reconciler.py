@@ -41,6 +41,14 @@ class RecordingApplier:
     async def uid(self, api_version: str, kind: str, name: str, namespace: str) -> str:
         return f"uid-{name}"
 
+    async def identity(self, *args: str) -> tuple[str, frozenset[str]]:
+        name = args[2]
+        owners = frozenset() if name.endswith("signing-key") else frozenset({"uid-fraud"})
+        return f"uid-{name}", owners
+
+    async def set_owner(self, obj: Mapping[str, Any], owner: Any) -> None:
+        raise AssertionError(f"ownership already right: {obj['metadata']['name']}")
+
     async def get(self, *args: Any) -> None:
         return None
 
@@ -108,3 +116,32 @@ def test_only_controlled_children_are_prunable() -> None:
     assert not reconciler.controlled_by(child([]), "u1")  # labels alone: not ours
     assert not reconciler.controlled_by(child([{"uid": "u2", "controller": True}]), "u1")
     assert not reconciler.controlled_by(child([{"uid": "u1"}]), "u1")
+
+
+class OwnedKeyApplier(RecordingApplier):
+    """An existing signing key still owned by the resource (created by an older operator)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.owners: list[tuple[str, Any]] = []
+
+    async def identity(self, *args: str) -> tuple[str, frozenset[str]]:
+        return f"uid-{args[2]}", frozenset({"uid-fraud"})
+
+    async def set_owner(self, obj: Mapping[str, Any], owner: Any) -> None:
+        self.owners.append((obj["metadata"]["name"], owner))
+
+
+def test_a_retained_signing_key_loses_its_owner_once() -> None:
+    """Key and retained data share one lifetime: an owned key is released (one metadata
+    patch), and the next reconcile, owning nothing to fix, patches nothing."""
+    applier = OwnedKeyApplier()
+    runner = reconciler.Reconciler(
+        applier,  # type: ignore[arg-type]  # the recording fake stands in for the Applier
+        body_of=lambda key: BODY,
+        children_of=lambda key: [],
+    )
+    asyncio.run(runner.trigger(KEY))
+    assert applier.owners == [("fraud-signing-key", None)]
+    asyncio.run(runner.trigger(KEY))
+    assert len(applier.owners) == 1

@@ -80,7 +80,7 @@ def secrets(
 ) -> list[dict[str, Any]]:
     """Every generated Secret this spec needs, with fresh values."""
     return [
-        signing_key.secret(names, key=signing_key_value()),
+        signing_key.secret(names, key=signing_key_value(), retained=signing_key.retained(detector)),
         *store_secrets(detector, names, token=token),
     ]
 

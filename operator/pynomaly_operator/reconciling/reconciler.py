@@ -52,8 +52,10 @@ class _Memory:
     uid: str = ""  # a deleted and re-created resource of the same name starts afresh
     status: dict[str, Any] | None = None
     status_rv: int = 0
-    # Generated Secrets seen to exist since the last resync (which empties this): name -> UID.
+    # Generated Secrets seen to exist since the last resync (which empties this): name -> UID,
+    # and name -> whether this resource owns it.
     secrets: dict[str, str] = dataclasses.field(default_factory=dict)
+    secrets_owned: dict[str, bool] = dataclasses.field(default_factory=dict)
     # (kind, name) -> (spec hash, resourceVersion) of this process's last apply
     applied: dict[tuple[str, str], tuple[str, int]] = dataclasses.field(default_factory=dict)
     degraded_reason: str | None = None
@@ -155,15 +157,19 @@ class Reconciler:
         for secret in desired_state.secrets(detector, names):
             name = secret["metadata"]["name"]
             if name not in memory.secrets:
-                uid = await self.applier.uid("v1", "Secret", name, detector.namespace)
-                if uid:
-                    memory.secrets[name] = uid
+                found = await self.applier.identity("v1", "Secret", name, detector.namespace)
+                if found is not None and found[0]:
+                    memory.secrets[name] = found[0]
+                    memory.secrets_owned[name] = detector.uid in found[1]
         training = None
         ref = detector.spec.model.training.config_map_ref
         if ref is not None:
             training = await self.applier.get("v1", "ConfigMap", ref.name, detector.namespace)
         return observing.Observed(
-            children=children, secret_uids=dict(memory.secrets), training=training
+            children=children,
+            secret_uids=dict(memory.secrets),
+            secrets_owned=dict(memory.secrets_owned),
+            training=training,
         )
 
     async def _apply(
@@ -185,12 +191,20 @@ class Reconciler:
         for secret in plan.secrets:
             name = secret["metadata"]["name"]
             if name in uids:
+                # Exists: its values are never touched, but who owns it follows the policy
+                # (the signing key is kept with retained data, deleted with deleted data).
+                want = applying.owned(secret)
+                if observed.secrets_owned.get(name, want) != want:
+                    prepared = applying.prepare(secret, body)
+                    await self.applier.set_owner(prepared, body if want else None)
+                    memory.secrets_owned[name] = want
                 continue
             uid = await self.applier.create_if_absent(applying.prepare(secret, body))
             if uid is None:  # created by someone else since our GET
                 uid = await self.applier.uid("v1", "Secret", name, detector.namespace)
             if uid:
                 memory.secrets[name] = uids[name] = uid
+                memory.secrets_owned[name] = applying.owned(secret)
         if uids != observed.secret_uids:
             plan = desired_state.desired(detector, names, uids)
 
@@ -232,6 +246,7 @@ class Reconciler:
         memory = self._memory.get(key)
         if memory is not None:
             memory.secrets.clear()
+            memory.secrets_owned.clear()
 
     def forget_child(self, key: observing.Key, kind: str, name: str) -> None:
         """A child was deleted: the next reconcile must not trust its applied memory."""

@@ -15,7 +15,13 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, JsonValue, StringConstraints, field_validator
 
 from pynomaly_operator.specs import base
-from pynomaly_operator.specs.redis import ComputeResources, Persistence, SecretKeyRef, StoreModel
+from pynomaly_operator.specs.redis import (
+    ComputeResources,
+    Persistence,
+    RetentionPolicy,
+    SecretKeyRef,
+    StoreModel,
+)
 
 PostgresMode = Literal["managed", "external"]
 # No "statement": it returns the server connection after every statement, which breaks every
@@ -266,6 +272,12 @@ class PostgresPersistence(Persistence):
 
     size: base.Quantity = Field(
         default="20Gi", description="Requested size of the data volume (a Kubernetes quantity)."
+    )
+    when_deleted: RetentionPolicy = Field(
+        default="Retain",
+        description="What happens to the model data when the AnomalyDetector is deleted, and "
+        "with it the artifact signing key (one lifetime for both): Retain keeps the volume and "
+        "the key Secret (a re-applied resource reuses both), Delete removes both.",
     )
 
 
