@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import pydantic
+import pydantic_core
 import yaml
 from pydantic import json_schema
 
@@ -126,9 +126,8 @@ class _FactoryDefaults(json_schema.GenerateJsonSchema):
         return super().get_default_value(schema)
 
     def encode_default(self, dft: Any) -> Any:
-        if isinstance(dft, pydantic.BaseModel):
-            return dft.model_dump(mode="json", by_alias=True, exclude_none=True)
-        return super().encode_default(dft)
+        # Models (also inside lists) as the API server stores them: camelCase, no nulls.
+        return pydantic_core.to_jsonable_python(dft, by_alias=True, exclude_none=True)
 
 
 def _schema(model: type[base.SpecModel]) -> dict[str, Any]:

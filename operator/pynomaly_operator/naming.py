@@ -84,6 +84,11 @@ class Names:
         return f"{self.instance}-signing-key"
 
     @property
+    def api_token_secret(self) -> str:
+        """Generated Secret holding the scoring API bearer token(s) (key ``token``)."""
+        return f"{self.instance}-api-token"
+
+    @property
     def endpoint(self) -> str:
         """In-cluster URL of the scoring API."""
         return f"http://{self.detector}.{self.namespace}.svc:8000"

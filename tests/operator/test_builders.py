@@ -193,3 +193,55 @@ def test_single_replica_pdb_never_blocks_drains() -> None:
 def test_signing_key_lives_as_long_as_the_model_data(postgres: dict[str, Any], kept: bool) -> None:
     detector = parse({"postgres": postgres})
     assert signing_key.retained(detector) is kept
+
+
+def _ingress(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    names = naming.Names(instance="fraud", namespace="payments")
+    return list(network_policy.network_policy(parse(spec), names)["spec"]["ingress"])
+
+
+def test_by_default_only_this_namespace_scores_and_only_monitoring_scrapes() -> None:
+    scoring, metrics = _ingress({})
+    assert scoring == {
+        "from": [{"podSelector": {"matchLabels": {}}}],  # no namespaceSelector: this namespace
+        "ports": [{"protocol": "TCP", "port": 8000}],
+    }
+    assert metrics == {
+        "from": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ],
+        "ports": [{"protocol": "TCP", "port": 9090}],
+    }
+
+
+def test_allowed_clients_are_rendered_and_an_empty_list_admits_nobody() -> None:
+    team = {"namespaceSelector": {"matchLabels": {"team": "fraud"}}}
+    app = {"podSelector": {"matchLabels": {"app": "checkout"}}}
+    scoring, _ = _ingress({"network": {"allowedClients": [team, app]}})
+    assert scoring["from"] == [team, app]
+    # A rule without peers would admit every source: an empty list renders no scoring rule.
+    (only_metrics,) = _ingress({"network": {"allowedClients": []}})
+    assert only_metrics["ports"] == [{"protocol": "TCP", "port": 9090}]
+    assert _ingress({"network": {"allowedClients": [], "metricsNamespaces": []}}) == []
+
+
+def test_api_token_is_a_generated_secret_mounted_as_the_token_file() -> None:
+    from pynomaly_operator.builders import desired as desired_state
+
+    detector = parse({})
+    names = naming.Names(instance="fraud", namespace="payments")
+    plan = desired_state.desired(detector, names, {}, token=lambda: "t0ken")
+    (token_secret,) = [s for s in plan.secrets if s["metadata"]["name"] == "fraud-api-token"]
+    assert token_secret["data"] == {"token": "dDBrZW4K"}  # base64 of "t0ken\n"
+    (dep,) = [
+        o for o in plan.objects if (o["kind"], o["metadata"]["name"]) == ("Deployment", "fraud")
+    ]
+    pod = dep["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PYNOMALY_API_TOKEN_FILE"] == "/etc/pynomaly/api-token/token"
+    assert "t0ken" not in str(container["env"])  # never a plain env value
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "api-token")
+    volume = next(v for v in pod["volumes"] if v["name"] == "api-token")
+    assert mount["mountPath"] + "/token" == env["PYNOMALY_API_TOKEN_FILE"]
+    assert volume["secret"]["secretName"] == "fraud-api-token"

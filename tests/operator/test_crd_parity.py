@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pydantic
+import pydantic_core
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -68,9 +69,7 @@ def _json_default(field: FieldInfo) -> Any:
         return PydanticUndefined
     else:
         value = field.default
-    if isinstance(value, pydantic.BaseModel):
-        return value.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return json.loads(json.dumps(pydantic.TypeAdapter(Any).dump_python(value, mode="json")))
+    return pydantic_core.to_jsonable_python(value, by_alias=True, exclude_none=True)
 
 
 def _check_value(where: str, bare: Any, metadata: list[Any], node: dict[str, Any]) -> None:

@@ -220,6 +220,62 @@ class ServerSpec(base.SpecModel):
         ge=0,
         le=1000,
     )
+    scoring_auth: Literal["none", "token"] = _field(
+        "none",
+        "Who may score: none (anyone the NetworkPolicy admits) or token (a bearer token from "
+        "the generated Secret <name>-api-token, key token, one or more tokens one per line).",
+    )
+
+
+# --- network ------------------------------------------------------------------------------
+
+
+class LabelSelector(base.SpecModel):
+    """Labels that select namespaces or pods (every label must match; {} selects all)."""
+
+    match_labels: dict[str, Annotated[str, pydantic.Field(max_length=63)]] = _field(
+        {}, "Label key: value pairs that must all match.", max_length=32
+    )
+
+
+class ClientPeer(base.SpecModel):
+    """Pods allowed to call the scoring API: pods matching podSelector in namespaces
+    matching namespaceSelector (no namespaceSelector: this namespace only)."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=base.cel(
+            (
+                "has(self.namespaceSelector) || has(self.podSelector)",
+                "each allowedClients entry sets namespaceSelector, podSelector or both",
+            )
+        )
+    )
+    namespace_selector: LabelSelector | None = _field(
+        None, "Namespaces the clients run in ({} = every namespace)."
+    )
+    pod_selector: LabelSelector | None = _field(None, "The client pods ({} = every pod).")
+
+
+def _same_namespace() -> list[ClientPeer]:
+    return [ClientPeer(pod_selector=LabelSelector())]
+
+
+class NetworkSpec(base.SpecModel):
+    """Who may reach the detector pods (rendered into their NetworkPolicy)."""
+
+    allowed_clients: list[ClientPeer] = pydantic.Field(
+        default_factory=_same_namespace,
+        description="Who may call the scoring API (HTTP, and gRPC when enabled). Default: every "
+        "pod of this namespace. An empty list admits no client at all.",
+        max_length=32,
+    )
+    metrics_namespaces: list[
+        Annotated[str, pydantic.Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+    ] = _field(
+        ["monitoring"],
+        "Namespaces whose pods may scrape the metrics port (Prometheus).",
+        max_length=16,
+    )
 
 
 class MemoryCacheSpec(base.SpecModel):
@@ -273,6 +329,7 @@ class AnomalyDetectorSpec(base.SpecModel):
     cors_origins: list[str] = _field([], "Allowed CORS origins.", max_length=64)
     redis: RedisSpec = _sub(RedisSpec, "Redis (L2 cache).")
     postgres: PostgresSpec = _sub(PostgresSpec, "PostgreSQL model store (via PgBouncer).")
+    network: NetworkSpec = _sub(NetworkSpec, "Who may reach the detector pods.")
 
 
 class Condition(base.SpecModel):

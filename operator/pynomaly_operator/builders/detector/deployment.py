@@ -17,7 +17,7 @@ from typing import Any
 
 from pynomaly_operator import naming
 from pynomaly_operator.builders import pods
-from pynomaly_operator.builders.detector import config_map, signing_key
+from pynomaly_operator.builders.detector import api_token, config_map, signing_key
 from pynomaly_operator.specs import detector as specs
 
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
@@ -44,14 +44,18 @@ def affinity(detector: specs.AnomalyDetector) -> dict[str, Any] | None:
     return {"nodeAffinity": node}
 
 
-def _volumes(detector: specs.AnomalyDetector) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _volumes(
+    detector: specs.AnomalyDetector, names: naming.Names
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes: list[dict[str, Any]] = [
         {"name": "tmp", "emptyDir": {}},
         {"name": "models", "emptyDir": {}},
+        api_token.volume(names),
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108  (the read-only root's scratch space)
         {"name": "models", "mountPath": config_map.MODEL_DIR},
+        api_token.mount(),
     ]
     ref = detector.spec.model.training.config_map_ref
     if ref is not None:
@@ -80,7 +84,7 @@ def deployment(
     ``replicas``: set only when no HPA owns the replica count.
     """
     spec = detector.spec
-    volumes, mounts = _volumes(detector)
+    volumes, mounts = _volumes(detector, names)
     env: list[dict[str, Any]] = [
         {
             "name": "PYNOMALY_ARTIFACT_SIGNING_KEY",
@@ -88,6 +92,9 @@ def deployment(
                 "secretKeyRef": {"name": names.signing_key_secret, "key": signing_key.KEY}
             },
         },
+        # The token file's path is no secret; the tokens are in the mounted Secret.
+        pods.env("PYNOMALY_API_TOKEN_FILE", api_token.FILE),
+        pods.env("PYNOMALY_SCORING_AUTH", spec.server.scoring_auth),
         *store_env,
     ]
     selector = names.selector(naming.COMPONENT_DETECTOR)
