@@ -245,3 +245,16 @@ def test_api_token_is_a_generated_secret_mounted_as_the_token_file() -> None:
     volume = next(v for v in pod["volumes"] if v["name"] == "api-token")
     assert mount["mountPath"] + "/token" == env["PYNOMALY_API_TOKEN_FILE"]
     assert volume["secret"]["secretName"] == "fraud-api-token"
+
+
+@pytest.mark.parametrize(("drain", "timeout"), [(0, 1), (10, 30), (120, 600)])
+def test_grace_period_covers_drain_longest_request_and_shutdown(drain: int, timeout: int) -> None:
+    """Killed only after: the drain window, the slowest request, then pool close + log flush."""
+    names = naming.Names(instance="fraud", namespace="payments")
+    detector = parse({"server": {"drainSeconds": drain, "timeoutSeconds": timeout}})
+    dep = deployment.deployment(detector, names, config_hash="h")
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == drain + timeout + 10
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["PYNOMALY_DRAIN_SECONDS"] == str(drain)
+    assert "lifecycle" not in pod["containers"][0]  # the service drains on SIGTERM itself

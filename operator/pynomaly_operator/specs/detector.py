@@ -220,6 +220,14 @@ class ServerSpec(base.SpecModel):
         ge=0,
         le=1000,
     )
+    drain_seconds: int = _field(
+        10,
+        "On SIGTERM the service fails readiness at once and keeps serving this long (Service "
+        "endpoints and clients catch up), then shuts down gracefully. The pod's grace period "
+        "is drainSeconds + timeoutSeconds + 10 s (pool close and log flush).",
+        ge=0,
+        le=600,
+    )
     scoring_auth: Literal["none", "token"] = _field(
         "none",
         "Who may score: none (anyone the NetworkPolicy admits) or token (a bearer token from "

@@ -69,6 +69,22 @@ def _volumes(
     return volumes, mounts
 
 
+# After the drain, the slowest request may still run for timeoutSeconds; then the asyncpg
+# pool closes and the anomaly log flushes. This margin covers those last steps.
+SHUTDOWN_MARGIN_SECONDS = 10
+
+
+def termination_grace_period(detector: specs.AnomalyDetector) -> int:
+    """Seconds between SIGTERM and SIGKILL: drain, the longest request, then the margin.
+
+    No preStop hook: the service starts draining on SIGTERM itself (readiness fails at once,
+    requests are still served for ``drainSeconds``), which is what a preStop sleep would buy,
+    without a second wait inside the same grace period or a shell in the image.
+    """
+    server = detector.spec.server
+    return server.drain_seconds + server.timeout_seconds + SHUTDOWN_MARGIN_SECONDS
+
+
 def deployment(
     detector: specs.AnomalyDetector,
     names: naming.Names,
@@ -95,6 +111,7 @@ def deployment(
         # The token file's path is no secret; the tokens are in the mounted Secret.
         pods.env("PYNOMALY_API_TOKEN_FILE", api_token.FILE),
         pods.env("PYNOMALY_SCORING_AUTH", spec.server.scoring_auth),
+        pods.env("PYNOMALY_DRAIN_SECONDS", str(spec.server.drain_seconds)),
         *store_env,
     ]
     selector = names.selector(naming.COMPONENT_DETECTOR)
@@ -102,7 +119,7 @@ def deployment(
         "serviceAccountName": names.detector,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 30,
+        "terminationGracePeriodSeconds": termination_grace_period(detector),
         "securityContext": pods.pod_security_context(),
         "containers": [
             {
