@@ -10,6 +10,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
+import pydantic
 import pytest
 import yaml
 
@@ -51,7 +52,7 @@ CASES: dict[str, dict[str, Any]] = {
             "maxReplicas": 4,
             "behavior": {"scaleUp": {"stabilizationWindowSeconds": 0}},
         },
-        "server": {"workers": 2, "maxRequests": 0, "maxRequestsJitter": 0},
+        "server": {"workers": 2, "maxRequests": 0, "maxRequestsJitter": 0, "grpcPort": 9000},
         "cache": {"memory": {"maxSize": 10}, "warmup": False},
         "rateLimit": {"requestsPerSecond": 100, "burst": 20},
         "logLevel": "debug",
@@ -258,3 +259,9 @@ def test_grace_period_covers_drain_longest_request_and_shutdown(drain: int, time
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env["PYNOMALY_DRAIN_SECONDS"] == str(drain)
     assert "lifecycle" not in pod["containers"][0]  # the service drains on SIGTERM itself
+
+
+def test_grpc_port_is_refused_where_http_or_metrics_listen() -> None:
+    for port in (8000, 9090):
+        with pytest.raises(pydantic.ValidationError, match="grpcPort must differ"):
+            parse({"server": {"grpcPort": port}})

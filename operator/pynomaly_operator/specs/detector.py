@@ -187,12 +187,23 @@ class AutoscalingSpec(base.SpecModel):
 class ServerSpec(base.SpecModel):
     """uvicorn / HTTP settings of the detector service."""
 
+    @pydantic.field_validator("grpc_port")
+    @classmethod
+    def _grpc_port_is_free(cls, port: int | None) -> int | None:
+        if port in (8000, 9090):
+            raise ValueError("grpcPort must differ from the HTTP (8000) and metrics (9090) ports")
+        return port
+
     model_config = pydantic.ConfigDict(
         json_schema_extra=base.cel(
             (
                 "self.maxRequestsJitter <= self.maxRequests",
                 "maxRequestsJitter must be <= maxRequests",
-            )
+            ),
+            (
+                "!has(self.grpcPort) || (self.grpcPort != 8000 && self.grpcPort != 9090)",
+                "grpcPort must differ from the HTTP (8000) and metrics (9090) ports",
+            ),
         )
     )
     workers: int = _field(4, "Worker processes per pod.", ge=1, le=64)
@@ -227,6 +238,13 @@ class ServerSpec(base.SpecModel):
         "is drainSeconds + timeoutSeconds + 10 s (pool close and log flush).",
         ge=0,
         le=600,
+    )
+    grpc_port: int | None = _field(
+        None,
+        "Port of the service's gRPC endpoint (Open Inference Protocol v2); unset: no gRPC. "
+        "Exposed on the Service as port grpc and admitted for allowedClients.",
+        ge=1024,
+        le=65535,
     )
     scoring_auth: Literal["none", "token"] = _field(
         "none",

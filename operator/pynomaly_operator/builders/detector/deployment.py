@@ -69,6 +69,18 @@ def _volumes(
     return volumes, mounts
 
 
+def _ports(detector: specs.AnomalyDetector) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"name": "http", "containerPort": pods.HTTP_PORT, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": pods.METRICS_PORT, "protocol": "TCP"},
+    ]
+    if detector.spec.server.grpc_port is not None:
+        out.append(
+            {"name": "grpc", "containerPort": detector.spec.server.grpc_port, "protocol": "TCP"}
+        )
+    return out
+
+
 # After the drain, the slowest request may still run for timeoutSeconds; then the asyncpg
 # pool closes and the anomaly log flushes. This margin covers those last steps.
 SHUTDOWN_MARGIN_SECONDS = 10
@@ -112,6 +124,7 @@ def deployment(
         pods.env("PYNOMALY_API_TOKEN_FILE", api_token.FILE),
         pods.env("PYNOMALY_SCORING_AUTH", spec.server.scoring_auth),
         pods.env("PYNOMALY_DRAIN_SECONDS", str(spec.server.drain_seconds)),
+        pods.env("PYNOMALY_GRPC_PORT", str(spec.server.grpc_port or 0)),  # 0: no gRPC
         *store_env,
     ]
     selector = names.selector(naming.COMPONENT_DETECTOR)
@@ -126,10 +139,7 @@ def deployment(
                 "name": "detector",
                 "image": spec.image,
                 "imagePullPolicy": spec.image_pull_policy,
-                "ports": [
-                    {"name": "http", "containerPort": pods.HTTP_PORT, "protocol": "TCP"},
-                    {"name": "metrics", "containerPort": pods.METRICS_PORT, "protocol": "TCP"},
-                ],
+                "ports": _ports(detector),
                 "envFrom": [{"configMapRef": {"name": names.config}}],
                 "env": env,
                 "resources": {

@@ -57,6 +57,12 @@ def _peer(client: specs.ClientPeer) -> dict[str, Any]:
     return peer
 
 
+def scoring_ports(detector: specs.AnomalyDetector) -> list[int]:
+    """HTTP, and gRPC when enabled."""
+    grpc = detector.spec.server.grpc_port
+    return [pods.HTTP_PORT] if grpc is None else [pods.HTTP_PORT, grpc]
+
+
 def ingress_rules(detector: specs.AnomalyDetector) -> list[dict[str, Any]]:
     """Scoring from the allowed clients, metrics from the monitoring namespaces."""
     network = detector.spec.network
@@ -65,7 +71,7 @@ def ingress_rules(detector: specs.AnomalyDetector) -> list[dict[str, Any]]:
         rules.append(
             {
                 "from": [_peer(client) for client in network.allowed_clients],
-                "ports": pods.tcp(pods.HTTP_PORT),
+                "ports": pods.tcp(*scoring_ports(detector)),
             }
         )
     if network.metrics_namespaces:
