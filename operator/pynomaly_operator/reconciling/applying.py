@@ -220,21 +220,6 @@ class Applier:
             frozenset(str(getattr(o, "uid", "")) for o in owners),
         )
 
-    async def set_owner(self, obj: Mapping[str, Any], owner: Mapping[str, Any] | None) -> None:
-        """Give an existing object ``owner`` as its only owner, or no owner at all (a merge
-        patch of its metadata only: a Secret's values are never rewritten)."""
-        metadata = obj["metadata"]
-        refs = [owner_reference(owner)] if owner is not None else []
-        self.writes.applies += 1
-        await self.client.patch(
-            codecs.resource_registry.load(obj["apiVersion"], obj["kind"]),
-            metadata["name"],
-            {"metadata": {"ownerReferences": refs}},
-            namespace=metadata["namespace"],
-            patch_type=PatchType.MERGE,
-        )
-        logger.info("%s/%s: owner %s", obj["kind"], metadata["name"], "set" if refs else "removed")
-
     async def uid(self, api_version: str, kind: str, name: str, namespace: str) -> str | None:
         """The object's UID, ``None`` when it does not exist (the rest of the body, e.g. a
         Secret's values, is dropped)."""

@@ -56,6 +56,7 @@ class _Memory:
     # and name -> whether this resource owns it.
     secrets: dict[str, str] = dataclasses.field(default_factory=dict)
     secrets_owned: dict[str, bool] = dataclasses.field(default_factory=dict)
+    warned: set[str] = dataclasses.field(default_factory=set)  # ownership warnings posted
     # (kind, name) -> (spec hash, resourceVersion) of this process's last apply
     applied: dict[tuple[str, str], tuple[str, int]] = dataclasses.field(default_factory=dict)
     degraded_reason: str | None = None
@@ -191,13 +192,18 @@ class Reconciler:
         for secret in plan.secrets:
             name = secret["metadata"]["name"]
             if name in uids:
-                # Exists: its values are never touched, but who owns it follows the policy
-                # (the signing key is kept with retained data, deleted with deleted data).
+                # Exists: never written (RBAC grants no patch on Secrets). If who owns it
+                # disagrees with the lifetime policy (a key created by an older operator),
+                # say so once, with the command that fixes it.
                 want = applying.owned(secret)
-                if observed.secrets_owned.get(name, want) != want:
-                    prepared = applying.prepare(secret, body)
-                    await self.applier.set_owner(prepared, body if want else None)
-                    memory.secrets_owned[name] = want
+                if observed.secrets_owned.get(name, want) != want and name not in memory.warned:
+                    memory.warned.add(name)
+                    await self.applier.event(
+                        body,
+                        type_="Warning",
+                        reason=status.REASON_SECRET_OWNERSHIP,
+                        message=_ownership_message(name, detector.namespace, want=want),
+                    )
                 continue
             uid = await self.applier.create_if_absent(applying.prepare(secret, body))
             if uid is None:  # created by someone else since our GET
@@ -285,6 +291,21 @@ class Reconciler:
             ):
                 return  # announced before this process started
         await self.applier.event(body, type_="Warning", reason=reason, message=message)
+
+
+def _ownership_message(name: str, namespace: str, *, want: bool) -> str:
+    if want:
+        return (
+            f"Secret {name} is not owned by this resource but its data is deleted with it "
+            "(persistence.whenDeleted: Delete): it will outlive the data. Delete it with the "
+            "resource, or set whenDeleted: Retain."
+        )
+    return (
+        f"Secret {name} is owned by this resource but its data is retained: deleting the "
+        "resource would delete the key and strand the stored models. Release it with: "
+        f"kubectl -n {namespace} patch secret {name} --type=merge "
+        '-p \'{"metadata":{"ownerReferences":null}}\''
+    )
 
 
 def controlled_by(live: Mapping[str, Any], owner_uid: str) -> bool:
