@@ -202,11 +202,20 @@ def _ingress(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_by_default_only_this_namespace_scores_and_only_monitoring_scrapes() -> None:
-    scoring, metrics = _ingress({})
+    scoring, operator, metrics = _ingress({})
     assert scoring == {
         "from": [{"podSelector": {"matchLabels": {}}}],  # no namespaceSelector: this namespace
         "ports": [{"protocol": "TCP", "port": 8000}],
     }
+    assert operator["ports"] == [{"protocol": "TCP", "port": 8000}]  # reads the served version
+    assert operator["from"] == [
+        {
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": "pynomaly-system"}
+            },
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "pynomaly-operator"}},
+        }
+    ]
     assert metrics == {
         "from": [
             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
@@ -218,12 +227,13 @@ def test_by_default_only_this_namespace_scores_and_only_monitoring_scrapes() -> 
 def test_allowed_clients_are_rendered_and_an_empty_list_admits_nobody() -> None:
     team = {"namespaceSelector": {"matchLabels": {"team": "fraud"}}}
     app = {"podSelector": {"matchLabels": {"app": "checkout"}}}
-    scoring, _ = _ingress({"network": {"allowedClients": [team, app]}})
+    scoring, _, _ = _ingress({"network": {"allowedClients": [team, app]}})
     assert scoring["from"] == [team, app]
     # A rule without peers would admit every source: an empty list renders no scoring rule.
-    (only_metrics,) = _ingress({"network": {"allowedClients": []}})
-    assert only_metrics["ports"] == [{"protocol": "TCP", "port": 9090}]
-    assert _ingress({"network": {"allowedClients": [], "metricsNamespaces": []}}) == []
+    rules = _ingress({"network": {"allowedClients": [], "metricsNamespaces": []}})
+    assert [rule["from"][0].get("podSelector") for rule in rules] == [
+        {"matchLabels": {"app.kubernetes.io/name": "pynomaly-operator"}}  # the operator only
+    ]
 
 
 def test_api_token_is_a_generated_secret_mounted_as_the_token_file() -> None:

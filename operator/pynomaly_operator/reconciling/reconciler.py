@@ -18,10 +18,11 @@ Event and leaves the existing workload untouched: nothing is applied until it is
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import httpx2  # lightkube's HTTP client: its transport errors are not OSErrors
@@ -30,6 +31,7 @@ from lightkube.core.exceptions import ApiError
 
 from pynomaly_operator import naming, status
 from pynomaly_operator.builders import desired as desired_state
+from pynomaly_operator.builders.detector import api_token
 from pynomaly_operator.reconciling import applying, comparing, observing
 from pynomaly_operator.specs import detector as specs
 from pynomaly_operator.status import conditions, problems
@@ -39,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 BodyLookup = Callable[[observing.Key], Mapping[str, Any] | None]
 ChildrenLookup = Callable[[observing.Key], Iterable[Mapping[str, Any]]]
+ServedLookup = Callable[[str, str, str | None], Awaitable[dict[str, Any] | None]]
 
 
 def now() -> str:
@@ -60,15 +63,26 @@ class _Memory:
     # (kind, name) -> (spec hash, resourceVersion) of this process's last apply
     applied: dict[tuple[str, str], tuple[str, int]] = dataclasses.field(default_factory=dict)
     degraded_reason: str | None = None
+    # The served model as the service last reported it, and whether it was asked since the
+    # last resync (it is asked at most once per resync, and only while the detector is ready).
+    served: dict[str, Any] | None = None
+    served_asked: bool = False
 
 
 class Reconciler:
     """Reconciles AnomalyDetectors from indexed observations (one per operator process)."""
 
     def __init__(
-        self, applier: applying.Applier, *, body_of: BodyLookup, children_of: ChildrenLookup
+        self,
+        applier: applying.Applier,
+        *,
+        body_of: BodyLookup,
+        children_of: ChildrenLookup,
+        served_model: ServedLookup | None = None,
     ) -> None:
         self.applier = applier
+        # How to ask a detector what it serves (None: not asked, e.g. outside a cluster).
+        self.served_model = served_model
         self.body_of = body_of
         self.children_of = children_of
         self._running: set[observing.Key] = set()
@@ -136,6 +150,7 @@ class Reconciler:
             problems=found,
             previous=body.get("status"),
             now=now(),
+            served=observed.served or self._carried_served(body),
         )
         await self._write_status(body, memory, new)
         if found:
@@ -166,12 +181,43 @@ class Reconciler:
         ref = detector.spec.model.training.config_map_ref
         if ref is not None:
             training = await self.applier.get("v1", "ConfigMap", ref.name, detector.namespace)
+        await self._ask_served(detector, names, children, memory)
         return observing.Observed(
             children=children,
             secret_uids=dict(memory.secrets),
             secrets_owned=dict(memory.secrets_owned),
             training=training,
+            served=memory.served,
         )
+
+    def _carried_served(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """After a restart, the last reported version until the service is asked again
+        (within one resync): no status flapping. Never when nobody will ask (the value
+        could not be corrected)."""
+        return None if self.served_model is None else _previous_served(body)
+
+    async def _ask_served(
+        self,
+        detector: specs.AnomalyDetector,
+        names: naming.Names,
+        children: observing.Children,
+        memory: _Memory,
+    ) -> None:
+        if self.served_model is None or memory.served_asked:
+            return
+        deployment = children.get(("Deployment", names.detector))
+        if conditions.detector_ready(detector, deployment)["status"] != "True":
+            return  # a rollout in progress: ask once it is done
+        memory.served_asked = True
+        token = None
+        if detector.spec.server.scoring_auth == "token":
+            found = await self.applier.get(
+                "v1", "Secret", names.api_token_secret, detector.namespace
+            )
+            token = _first_token((found or {}).get("data") or {})
+        answer = await self.served_model(names.endpoint, detector.model_name, token)
+        if answer is not None:
+            memory.served = answer
 
     async def _apply(
         self,
@@ -253,6 +299,7 @@ class Reconciler:
         if memory is not None:
             memory.secrets.clear()
             memory.secrets_owned.clear()
+            memory.served_asked = False
 
     def forget_child(self, key: observing.Key, kind: str, name: str) -> None:
         """A child was deleted: the next reconcile must not trust its applied memory."""
@@ -291,6 +338,27 @@ class Reconciler:
             ):
                 return  # announced before this process started
         await self.applier.event(body, type_="Warning", reason=reason, message=message)
+
+
+def _first_token(data: Mapping[str, Any]) -> str | None:
+    """The first token line of the API token Secret's ``token`` key (base64 in ``data``)."""
+    raw = data.get(api_token.KEY)
+    if not isinstance(raw, str):
+        return None
+    try:
+        text = base64.b64decode(raw).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    lines = [line.strip() for line in text.splitlines()]
+    return next((line for line in lines if line and not line.startswith("#")), None)
+
+
+def _previous_served(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The served-model fields already in the status (kept across operator restarts)."""
+    model = (body.get("status") or {}).get("model") or {}
+    keys = ("version", "servedAlgorithm", "threshold", "fittedAt")
+    kept = {k: model[k] for k in keys if k in model}
+    return kept or None
 
 
 def _ownership_message(name: str, namespace: str, *, want: bool) -> str:

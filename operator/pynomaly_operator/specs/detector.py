@@ -295,6 +295,13 @@ class NetworkSpec(base.SpecModel):
         "pod of this namespace. An empty list admits no client at all.",
         max_length=32,
     )
+    operator_namespace: str = _field(
+        "pynomaly-system",
+        "Namespace of the operator, whose pods may read the served model's version from the "
+        "HTTP port (GET /v1/models/<name>, reported in status.model).",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+    )
     metrics_namespaces: list[
         Annotated[str, pydantic.Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
     ] = _field(
@@ -373,13 +380,18 @@ class ReplicasStatus(base.SpecModel):
 
 
 class ModelStatus(base.SpecModel):
-    """The declared model. No fitted version or threshold: the operator does not call the
-    service, and those exist only in the service's registry (``GET /v1/models/{name}``)."""
+    """The declared model, and the version the service actually serves (as it reports it)."""
 
     name: str | None = _field(
         None, "Model name in the registry (spec.model.name or the resource name)."
     )
     algorithm: str | None = _field(None, "Declared algorithm (spec.model.algorithm).")
+    version: int | None = _field(
+        None, "Version the service serves (GET /v1/models/<name>); unset until it answers."
+    )
+    served_algorithm: str | None = _field(None, "Algorithm of the served version.")
+    threshold: float | None = _field(None, "Score threshold of the served version.")
+    fitted_at: str | None = _field(None, "When the served version was fitted.")
 
 
 class AnomalyDetectorStatus(base.SpecModel):

@@ -18,6 +18,7 @@ from pynomaly_operator.specs import detector as specs
 
 # Set by the API server on every namespace (Kubernetes 1.22+): selects a namespace by name.
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+OPERATOR_NAME = "pynomaly-operator"  # app.kubernetes.io/name of the operator pods (manifests/)
 
 
 def _to_pods(names: naming.Names, component: str, *ports: int) -> dict[str, Any]:
@@ -74,6 +75,20 @@ def ingress_rules(detector: specs.AnomalyDetector) -> list[dict[str, Any]]:
                 "ports": pods.tcp(*scoring_ports(detector)),
             }
         )
+    # The operator reads the served model version (GET /v1/models/<name>) from the HTTP port.
+    rules.append(
+        {
+            "from": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {NAMESPACE_NAME_LABEL: network.operator_namespace}
+                    },
+                    "podSelector": {"matchLabels": {naming.LABEL_NAME: OPERATOR_NAME}},
+                }
+            ],
+            "ports": pods.tcp(pods.HTTP_PORT),
+        }
+    )
     if network.metrics_namespaces:
         rules.append(
             {
