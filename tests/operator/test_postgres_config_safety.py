@@ -46,8 +46,12 @@ OUTSIDE_GRAMMAR = [
 ]
 
 
+def _entries(extra: dict[str, str]) -> list[dict[str, str]]:
+    return [{"name": name, "value": value} for name, value in extra.items()]
+
+
 def spec(extra: dict[str, str]) -> PostgresSpec:
-    return PostgresSpec.model_validate({"config": {"extra": extra}})
+    return PostgresSpec.model_validate({"config": {"extra": _entries(extra)}})
 
 
 @pytest.mark.parametrize("name", DENIED)
@@ -81,7 +85,7 @@ def test_allowed_parameters_are_rendered_quoted_on_one_line() -> None:
 def _detector(kube: Any, extra: dict[str, str]) -> dict[str, Any]:
     return kube.detector(
         "pg-extra",
-        {"redis": {"mode": "none"}, "postgres": {"config": {"extra": extra}}},
+        {"redis": {"mode": "none"}, "postgres": {"config": {"extra": _entries(extra)}}},
     )
 
 
@@ -94,10 +98,10 @@ def test_api_server_refuses_denied_parameters_with_a_message(kube: Any) -> None:
     for name in ("ARCHIVE_COMMAND", "log_statement\ninclude_if_exists"):
         result = kube.apply(_detector(kube, {name: "x"}), check=False)
         assert result.returncode != 0, name
-        assert "lower-case postgresql.conf names" in result.stderr, (name, result.stderr)
+        assert "spec.postgres.config.extra[0].name" in result.stderr, (name, result.stderr)
     result = kube.apply(_detector(kube, {"log_statement": "all\ninclude 'x'"}), check=False)
     assert result.returncode != 0
-    assert "spec.postgres.config.extra" in result.stderr, result.stderr
+    assert "spec.postgres.config.extra[0].value" in result.stderr, result.stderr
 
 
 @pytest.mark.cluster
