@@ -86,6 +86,10 @@ crds: install ## regenerate crds/ (CRD YAML + kustomization) from the pydantic s
 crd-docs: install ## print the AnomalyDetector field reference (Markdown) generated from the models
 	@$(PY) -m pynomaly_operator.crdgen --markdown
 
+.PHONY: test-operator
+test-operator: install ## operator tests (builders, status, CRD parity, reconcile; marker cluster: the control plane)
+	$(VENV)/bin/pytest tests/operator tests/install/test_rbac_cluster.py $(PYTEST_ARGS)
+
 .PHONY: bench-operator
 bench-operator: install ## operator benchmark on the local control plane (1 and 200 detectors; bench/operator/)
 	$(PY) bench/operator/run.py
