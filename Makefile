@@ -97,6 +97,11 @@ BENCH_ARGS ?=
 bench: install ## detector service vs MLServer 1.7, HTTP ceiling, in-process (BENCH_QUICK=1: 3 s cells; BENCH_ARGS=...)
 	$(PY) bench/detector_bench.py $(if $(BENCH_QUICK),--quick) $(BENCH_ARGS)
 
+# ---- detector HTTP layer (issue #11: hostile clients, auth, drain, OpenAPI) -------------------------
+.PHONY: test-http
+test-http: install ## the detector's HTTP layer against real server processes (marker http)
+	$(VENV)/bin/pytest -q -m http tests/detector $(PYTEST_ARGS)
+
 # ---- local control plane (issue #3; e2e/README.md) ------------------------------------------------
 .PHONY: controlplane
 controlplane: ## build .cluster/bin/{controlplane,kwok,kubectl} (etcd+apiserver+controllers+scheduler, KWOK, kubectl of the same version); no-op when up to date

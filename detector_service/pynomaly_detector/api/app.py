@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import FrameType
 from typing import Any, TypedDict
 
@@ -20,12 +20,13 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.middleware import Middleware
 
-from pynomaly_detector import logs, metrics
+from pynomaly_detector import logs, metrics, probes
 from pynomaly_detector.api import errors, middleware
 from pynomaly_detector.api.deps import Health
 from pynomaly_detector.api.fastpath import ScoringFastPath
 from pynomaly_detector.api.ratelimiting import RateLimiter
 from pynomaly_detector.api.routes import health, inference, models, scoring
+from pynomaly_detector.api.routes.inference import is_ready
 from pynomaly_detector.caching import redis_clients
 from pynomaly_detector.caching.invalidation import Invalidation
 from pynomaly_detector.caching.redis_cache import RedisScoreCache
@@ -93,6 +94,11 @@ def create_app(
             if settings.rate_limit_requests_per_second > 0
             else None
         )
+        if not settings.api_token_file:
+            log.warning(
+                "development mode: PYNOMALY_API_TOKEN_FILE is not set, so anyone who reaches "
+                "this port may fit, delete and read the anomaly log of any model"
+            )
         await plane.start()
         invalidation = (
             Invalidation(
@@ -106,13 +112,21 @@ def create_app(
         )
         if invalidation is not None:
             plane.announce = invalidation.publish
+        status = probes.WorkerStatus()
         tasks = [
             asyncio.create_task(_prepare(plane, state_health), name="prepare"),
             asyncio.create_task(_sample_memory(), name="memory"),
+            asyncio.create_task(_report(status, plane, state_health), name="status"),
         ]
         if invalidation is not None:
             tasks.append(asyncio.create_task(invalidation.run(), name="invalidation"))
-        restore = _drain_on_sigterm(state_health, settings) if handle_signals else None
+
+        def drain() -> None:
+            state_health.draining = status.draining = True
+            status.ready = False
+            status.write()  # the probe listener fails readiness now, not at the next beat
+
+        restore = _drain_on_sigterm(drain, settings) if handle_signals else None
         try:
             yield {"settings": settings, "plane": plane, "health": state_health, "limiter": limiter}
         finally:
@@ -122,6 +136,7 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            status.remove()
             await plane.close()
             if redis is not None:
                 with contextlib.suppress(Exception):
@@ -164,13 +179,22 @@ async def _prepare(plane: DataPlane, state: Health) -> None:
             return
 
 
+async def _report(status: probes.WorkerStatus, plane: DataPlane, state: Health) -> None:
+    """This worker's report to the probe listener, from its event loop once a second."""
+    while True:
+        status.ready = is_ready(plane, state)
+        status.draining = state.draining
+        status.write()
+        await asyncio.sleep(probes.HEARTBEAT_SECONDS)
+
+
 async def _sample_memory() -> None:
     while True:
         metrics.sample_memory()
         await asyncio.sleep(10)
 
 
-def _drain_on_sigterm(state: Health, settings: Settings) -> Any:
+def _drain_on_sigterm(drain: Callable[[], None], settings: Settings) -> Any:
     """Wrap uvicorn's SIGTERM handler: fail readiness now, stop listening after the drain."""
     try:
         previous = signal.getsignal(signal.SIGTERM)
@@ -181,13 +205,11 @@ def _drain_on_sigterm(state: Health, settings: Settings) -> Any:
     loop = asyncio.get_running_loop()
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        state.draining = True
-        log.info(
-            "SIGTERM: readiness fails now, shutting down in %ss", settings.shutdown_drain_seconds
-        )
-        if settings.shutdown_drain_seconds > 0:
+        drain()
+        log.info("SIGTERM: readiness fails now, shutting down in %ss", settings.drain_seconds)
+        if settings.drain_seconds > 0:
             loop.call_soon_threadsafe(
-                loop.call_later, settings.shutdown_drain_seconds, previous, signum, frame
+                loop.call_later, settings.drain_seconds, previous, signum, frame
             )
         else:
             previous(signum, frame)
