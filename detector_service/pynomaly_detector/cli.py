@@ -70,6 +70,8 @@ def serve(argv: list[str]) -> int:
             probe_server.draining = True
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    if probe_server is not None:
+        probe_server.watch_sigterm()
     import uvicorn
 
     log_config = dict(logs.LOG_CONFIG)

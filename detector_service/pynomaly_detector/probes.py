@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -191,6 +192,32 @@ class ProbeServer:
         """Serve in a background thread."""
         self._thread.start()
         return self
+
+    def watch_sigterm(self) -> None:
+        """Fail readiness the moment this process receives SIGTERM, whoever handles it.
+
+        uvicorn's supervisor queues signals and forwards SIGTERM to the workers on its next
+        health-check round (up to seconds later on a busy machine). Python writes the number
+        of every signal it handles to the wake-up fd, so a thread reading that pipe sees
+        SIGTERM at once. (A single-process server runs an event loop that takes the wake-up
+        fd over; there the worker reports draining itself.) Call from the main thread.
+        """
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+
+        def watch() -> None:
+            while True:
+                try:
+                    received = os.read(read_end, 64)
+                except OSError:
+                    return
+                if not received:
+                    return
+                if signal.SIGTERM in received:
+                    self.draining = True
+
+        threading.Thread(target=watch, name="sigterm-watch", daemon=True).start()
 
     def stop(self) -> None:
         """Stop serving and close the socket."""

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from starlette.middleware import Middleware
 
 from pynomaly_detector import logs, metrics, probes
-from pynomaly_detector.api import errors, middleware
+from pynomaly_detector.api import errors, middleware, openapi
 from pynomaly_detector.api.deps import Health
 from pynomaly_detector.api.fastpath import ScoringFastPath
 from pynomaly_detector.api.ratelimiting import RateLimiter
@@ -153,6 +153,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     errors.install(app)
+    app.openapi = lambda: openapi.document(app, settings)  # type: ignore[method-assign]  # FastAPI's documented way to replace the document
     # The scoring routes are matched first: route matching is linear in the number of routes.
     app.include_router(scoring.router)
     app.include_router(inference.router)
