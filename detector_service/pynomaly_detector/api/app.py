@@ -1,9 +1,10 @@
 """The application factory and its lifespan (the composition root of a worker).
 
-``create_app(settings, ...)`` takes every collaborator explicitly; the lifespan opens the
-store and Redis, builds the data plane, and yields typed state that routes reach through
-``deps``. Warm-up and the declared model are loaded in the background (retried with
-backoff), so the worker answers /livez at once and /readyz turns true when they are loaded.
+``create_app(settings, ...)`` takes every collaborator explicitly; the lifespan opens Redis,
+builds the data plane (``dataplane.build``) with the store, the L2 cache and the
+invalidation publisher, and yields typed state that routes reach through ``deps``. Warm-up
+and the declared model are loaded in the background (retried with backoff by the data
+plane), so the worker answers /livez at once and /readyz turns true when they are loaded.
 """
 
 from __future__ import annotations
@@ -20,13 +21,11 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.middleware import Middleware
 
-from pynomaly_detector import logs, metrics, probes
+from pynomaly_detector import dataplane, logs, metrics, probes
 from pynomaly_detector.api import errors, middleware, openapi
-from pynomaly_detector.api.deps import Health
 from pynomaly_detector.api.fastpath import ScoringFastPath
 from pynomaly_detector.api.ratelimiting import RateLimiter
 from pynomaly_detector.api.routes import health, inference, models, scoring
-from pynomaly_detector.api.routes.inference import is_ready
 from pynomaly_detector.caching import redis_clients
 from pynomaly_detector.caching.invalidation import Invalidation
 from pynomaly_detector.caching.redis_cache import RedisScoreCache
@@ -44,7 +43,6 @@ class State(TypedDict):
 
     settings: Settings
     plane: DataPlane
-    health: Health
     limiter: RateLimiter | None
 
 
@@ -82,8 +80,21 @@ def create_app(
             if redis is not None
             else None
         )
-        plane = DataPlane(settings, store=store or build_store(settings), l2=l2)
-        state_health = Health()
+        invalidation = (
+            Invalidation(
+                redis,
+                channel=f"{settings.cache_redis_key_prefix}invalidate",
+                backoff_max=settings.redis_backoff_max_seconds,
+            )
+            if isinstance(redis, Redis)
+            else None
+        )
+        plane = dataplane.build(
+            settings,
+            store=store or build_store(settings),
+            l2=l2,
+            announce=invalidation.publish if invalidation is not None else None,
+        )
         limiter = (
             RateLimiter(
                 rate=settings.rate_limit_requests_per_second,
@@ -100,37 +111,27 @@ def create_app(
                 "this port may fit, delete and read the anomaly log of any model"
             )
         await plane.start()
-        invalidation = (
-            Invalidation(
-                redis,
-                channel=f"{settings.cache_redis_key_prefix}invalidate",
-                on_change=plane.changed_elsewhere,
-                backoff_max=settings.redis_backoff_max_seconds,
-            )
-            if isinstance(redis, Redis)
-            else None
-        )
-        if invalidation is not None:
-            plane.announce = invalidation.publish
         status = probes.WorkerStatus()
         tasks = [
-            asyncio.create_task(_prepare(plane, state_health), name="prepare"),
+            asyncio.create_task(plane.prepare_until_done(), name="prepare"),
             asyncio.create_task(_sample_memory(), name="memory"),
-            asyncio.create_task(_report(status, plane, state_health), name="status"),
+            asyncio.create_task(_report(status, plane), name="status"),
         ]
         if invalidation is not None:
-            tasks.append(asyncio.create_task(invalidation.run(), name="invalidation"))
+            tasks.append(
+                asyncio.create_task(invalidation.run(plane.changed_elsewhere), name="invalidation")
+            )
 
         def drain() -> None:
-            state_health.draining = status.draining = True
-            status.ready = False
+            plane.drain()
+            status.draining, status.ready = True, False
             status.write()  # the probe listener fails readiness now, not at the next beat
 
         restore = _drain_on_sigterm(drain, settings) if handle_signals else None
         try:
-            yield {"settings": settings, "plane": plane, "health": state_health, "limiter": limiter}
+            yield {"settings": settings, "plane": plane, "limiter": limiter}
         finally:
-            state_health.draining = True
+            plane.drain()
             if restore is not None:
                 restore()
             for task in tasks:
@@ -165,26 +166,11 @@ def create_app(
     return app
 
 
-async def _prepare(plane: DataPlane, state: Health) -> None:
-    delay = 0.5
-    while True:
-        try:
-            await plane.prepare()
-        except Exception as error:  # retried: the store may come up later
-            state.preparing_error = f"{type(error).__name__}: {error}"
-            log.warning("model preparation failed, retrying in %.1fs: %s", delay, error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-        else:
-            state.preparing_error = None
-            return
-
-
-async def _report(status: probes.WorkerStatus, plane: DataPlane, state: Health) -> None:
+async def _report(status: probes.WorkerStatus, plane: DataPlane) -> None:
     """This worker's report to the probe listener, from its event loop once a second."""
     while True:
-        status.ready = is_ready(plane, state)
-        status.draining = state.draining
+        status.ready = plane.ready()
+        status.draining = plane.draining
         status.write()
         await asyncio.sleep(probes.HEARTBEAT_SECONDS)
 

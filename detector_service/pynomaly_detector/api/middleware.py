@@ -68,12 +68,12 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
-        health = scope.get("state", {}).get("health")
+        plane = scope.get("state", {}).get("plane")
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), *self.HEADERS]
-                if health is not None and health.draining:
+                if plane is not None and plane.draining:
                     # Draining: clients reconnect (to another pod) instead of reusing this one.
                     message["headers"].append((b"connection", b"close"))
             await send(message)
