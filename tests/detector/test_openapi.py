@@ -8,8 +8,10 @@ of ``bench/openapi_fuzz.md`` uses the same test with a larger count.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -31,6 +33,8 @@ from tests.detector.server_process import detector_process
 pytestmark = [pytest.mark.http, pytest.mark.slow]
 
 EXAMPLES = int(os.environ.get("PYNOMALY_FUZZ_EXAMPLES", "20"))
+REPORT = os.environ.get("PYNOMALY_FUZZ_REPORT", "")
+"""Append the cases run per operation and status (JSON lines) here (the long run's record)."""
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -59,6 +63,7 @@ def test_every_operation_answers_as_documented(
     """schemathesis' own pytest loader does not run on pytest 9, so the operations are
     walked here: ``EXAMPLES`` generated cases per operation and mode."""
     failures: list[str] = []
+    counts: dict[str, dict[str, int]] = {}
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 14
     for operation in operations:
@@ -71,7 +76,9 @@ def test_every_operation_answers_as_documented(
             suppress_health_check=list(HealthCheck),
         )
         def run(case: schemathesis.Case) -> None:
-            case.call_and_validate(checks=CHECKS, timeout=60)
+            response = case.call_and_validate(checks=CHECKS, timeout=60)
+            tally = counts.setdefault(operation.label, {})  # noqa: B023  (run() is called in this iteration)
+            tally[str(response.status_code)] = tally.get(str(response.status_code), 0) + 1
 
         try:
             run()
@@ -80,6 +87,10 @@ def test_every_operation_answers_as_documented(
             assert mode is GenerationMode.NEGATIVE, operation.label
         except Exception as error:  # collected: one report for every operation
             failures.append(f"{operation.label}: {error}")
+    if REPORT:
+        with Path(REPORT).open("a") as report:
+            report.write(json.dumps({"mode": mode.value, "cases": counts, "failures": failures}))
+            report.write("\n")
     assert failures == [], "\n\n".join(failures)
 
 
