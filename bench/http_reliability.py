@@ -176,6 +176,9 @@ def fmt(stats: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=20)
+    parser.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE over the operator's ConfigMap"
+    )
     options = parser.parse_args()
     work = BENCH / ".work" / "http"
     work.mkdir(parents=True, exist_ok=True)
@@ -184,6 +187,8 @@ def main() -> int:
     rows = rng.normal(size=(5000, FEATURES)).tolist()
     bodies.write_text("".join(json.dumps({"instances": [row]}) + "\n" for row in rows))
     env = operator_env()
+    overrides = dict(item.split("=", 1) for item in options.env)
+    env.update(overrides)
     lines = [
         f"# HTTP-layer reliability, {dt.date.today()}",
         "",
@@ -194,7 +199,8 @@ def main() -> int:
         f"MAX_REQUESTS={env['PYNOMALY_MAX_REQUESTS']}), IForest of {FEATURES} features, "
         "single-row POST /v1/models/bench/detect with rotating rows (wrk, 2 threads), all on "
         f"127.0.0.1. Machine: {os.cpu_count()} CPUs shared with other work; `load` is the "
-        "1-minute load average when the cell ended.",
+        "1-minute load average when the cell ended."
+        + (f" Overrides: `{overrides}`." if overrides else ""),
         "",
     ]
     with server(work, env) as (base, probes, _proc):
@@ -242,7 +248,8 @@ def main() -> int:
             "",
             f"A 200 MB declared body: 413 after {seconds * 1000:.1f} ms, none of it sent.",
         ]
-    out = BENCH / "results" / f"http-{dt.date.today()}.md"
+    suffix = "-overrides" if overrides else ""
+    out = BENCH / "results" / f"http-{dt.date.today()}{suffix}.md"
     out.write_text("\n".join(lines) + "\n")
     print(out)
     return 0
