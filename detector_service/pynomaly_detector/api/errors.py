@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from pynomaly_detector.detectors.errors import DetectorError
-from pynomaly_detector.registry.models import ModelNotFoundError
+from pynomaly_detector.registry.models import DeclaredNotFittedError, ModelNotFoundError
 from pynomaly_detector.registry.signing import ArtifactRejectedError
 from pynomaly_detector.registry.store import StoreUnavailableError
 from pynomaly_detector.scoring.rows import TooManyRowsError
@@ -51,6 +51,7 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (DetectorError, 422, "invalid_input"),
     (BadRequestError, 400, "bad_request"),
     (BodyTooLargeError, 413, "body_too_large"),
+    (DeclaredNotFittedError, 404, "model_not_fitted"),
     (ModelNotFoundError, 404, "model_not_found"),
     (StoreUnavailableError, 503, "store_unavailable"),
     (ArtifactRejectedError, 503, "artifact_rejected"),
