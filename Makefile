@@ -101,6 +101,20 @@ BENCH_ARGS ?=
 bench: install ## detector service vs MLServer 1.7, HTTP ceiling, in-process (BENCH_QUICK=1: 3 s cells; BENCH_ARGS=...)
 	$(PY) bench/detector_bench.py $(if $(BENCH_QUICK),--quick) $(BENCH_ARGS)
 
+# ---- detector HTTP layer (issue #11: hostile clients, auth, drain, OpenAPI) -------------------------
+.PHONY: test-http
+test-http: install ## the detector's HTTP layer against real server processes (marker http)
+	$(VENV)/bin/pytest -q -m http tests/detector $(PYTEST_ARGS)
+
+.PHONY: bench-http
+bench-http: install ## HTTP reliability in the operator-rendered configuration: 500 clients, slow clients, 413 (bench/results/http-<date>.md)
+	$(PY) bench/http_reliability.py
+
+.PHONY: fuzz-openapi
+fuzz-openapi: install ## the long schemathesis run: 1,000 cases per operation and mode (record in bench/results/openapi-fuzz-<date>.jsonl)
+	PYNOMALY_FUZZ_EXAMPLES=1000 PYNOMALY_FUZZ_REPORT=bench/results/openapi-fuzz-$$(date +%F).jsonl \
+		$(VENV)/bin/pytest -q tests/detector/test_openapi.py -k answers
+
 # ---- local control plane (issue #3; e2e/README.md) ------------------------------------------------
 .PHONY: controlplane
 controlplane: ## build .cluster/bin/{controlplane,kwok,kubectl} (etcd+apiserver+controllers+scheduler, KWOK, kubectl of the same version); no-op when up to date

@@ -54,8 +54,20 @@ class Settings(BaseSettings):
     """Concurrent connections+tasks per worker before uvicorn answers 503."""
     graceful_shutdown_seconds: int = Field(default=25, ge=1)
     """Seconds uvicorn waits for in-flight requests after SIGTERM (below the pod's grace period)."""
-    shutdown_drain_seconds: float = Field(default=0.0, ge=0)
-    """After SIGTERM: seconds /readyz fails while still serving, before uvicorn stops listening."""
+    drain_seconds: float = Field(default=5.0, ge=0)
+    """After SIGTERM: seconds readiness fails while the service keeps serving (so endpoints
+    are removed first), before uvicorn stops listening and finishes in-flight requests
+    (``spec.server.drainSeconds``)."""
+    request_read_timeout_seconds: float = Field(default=15.0, gt=0)
+    """Seconds a client has to send a whole request (headers and body) once it starts;
+    slower requests get 408 and their connection is closed (slowloris)."""
+
+    api_token_file: str = ""
+    """File of bearer tokens, one per line (``#`` comments and blank lines ignored; several
+    for rotation; re-read when it changes). Model management (PUT, DELETE, anomalies)
+    requires one; empty = development mode, no authentication (logged at start)."""
+    scoring_auth: Literal["none", "token"] = "none"
+    """``token``: scoring and model reads need a bearer token too (with ``api_token_file``)."""
 
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     """Largest request body accepted (uploads included); larger bodies get 413."""
@@ -199,6 +211,8 @@ class Settings(BaseSettings):
         ):
             msg = "PYNOMALY_ARTIFACT_SIGNING_KEY must be a real secret (>= 16 chars) in production"
             raise ValueError(msg)
+        if self.scoring_auth == "token" and not self.api_token_file:
+            raise ValueError("PYNOMALY_SCORING_AUTH=token needs PYNOMALY_API_TOKEN_FILE")
         if self.redis_mode == "sentinel" and not self.redis_sentinels:
             raise ValueError(
                 "PYNOMALY_REDIS_SENTINELS is required when PYNOMALY_REDIS_MODE=sentinel"

@@ -12,6 +12,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from pynomaly_detector.detectors.errors import DetectorError
@@ -44,6 +45,8 @@ def error_response(
 
 
 _STATUS: list[tuple[type[Exception], int, str]] = [
+    # The client went away mid-body: nobody reads the answer, and it is not a bug to log.
+    (ClientDisconnect, 400, "client_disconnected"),
     (TooManyRowsError, 413, "too_many_rows"),
     (DetectorError, 422, "invalid_input"),
     (BadRequestError, 400, "bad_request"),

@@ -169,6 +169,8 @@ class LocalStore:
         return await asyncio.to_thread(scan)
 
     async def delete(self, name: str) -> bool:
+        if not await asyncio.to_thread((self.root / name).is_dir):
+            return False  # nothing to delete: no lock either (a lock file per name asked for)
         async with self._locked(name):
             directory = self.root / name
             if not directory.is_dir():

@@ -157,7 +157,7 @@ async def test_sigterm_fails_readiness_first_then_hands_over_to_uvicorn(tmp_path
 
     previous = signal.signal(signal.SIGTERM, uvicorn_handler)
     try:
-        app = create_app(settings_for(tmp_path, shutdown_drain_seconds=0.3), handle_signals=True)
+        app = create_app(settings_for(tmp_path, drain_seconds=0.3), handle_signals=True)
         async with serving(app) as client:
             await wait_until(lambda: ready(client))
             os.kill(os.getpid(), signal.SIGTERM)

@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from pynomaly_detector import datasets
-from pynomaly_detector.api.bodies import json_object, json_response
+from pynomaly_detector.api.bodies import Bound, json_object, json_response
 from pynomaly_detector.api.deps import AppSettings, Plane
 from pynomaly_detector.api.errors import BadRequestError
 from pynomaly_detector.dataplane import training_from_instances
@@ -82,7 +82,8 @@ async def fit(name: str, request: Request, plane: Plane, settings: AppSettings) 
     if content_type.startswith("multipart/form-data"):
         options, data = await _multipart(request, settings)
     else:
-        options = _options(await json_object(request))
+        bound = Bound(rows=settings.model_max_training_rows)
+        options = _options(await json_object(request, bound))
         if options.instances is None:
             raise InvalidInputError("'instances' is required (or upload a CSV as multipart 'file')")
         data = training_from_instances(
@@ -127,6 +128,7 @@ async def anomalies(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Response:
     """Logged anomalies of ``name`` after ``since`` (ISO 8601), oldest first."""
+    await plane.describe(name)  # 404 for a model that does not exist
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=dt.UTC)
     records = await plane.anomalies(name, since=since, limit=limit)

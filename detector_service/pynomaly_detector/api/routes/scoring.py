@@ -7,7 +7,6 @@ bodies with orjson and numpy (no pydantic).
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from pynomaly_detector.api import deps
-from pynomaly_detector.api.bodies import json_object, json_response
+from pynomaly_detector.api.bodies import Bound, json_object, json_response
+from pynomaly_detector.dataplane import LoadedModel
 from pynomaly_detector.detectors.errors import InvalidInputError
 from pynomaly_detector.scoring import rows as rowing
 
@@ -28,7 +28,8 @@ async def detect(request: Request) -> Response:
     # The hot path: no dependency solving or parameter validation, state read directly.
     plane = deps.plane_of(request)
     name: str = request.path_params["name"]
-    body = await json_object(request)
+    model = await plane.model(name)  # its width bounds the body before it is parsed
+    body = await json_object(request, _bound(plane.settings.max_instances_per_request, model))
     if "instances" not in body:
         raise InvalidInputError("'instances' is required: a list of rows")
     detection = await plane.detect(name, body["instances"])
@@ -42,6 +43,10 @@ async def detect(request: Request) -> Response:
             "version": meta.version,
         }
     )
+
+
+def _bound(max_rows: int, model: LoadedModel) -> Bound:
+    return Bound(rows=max_rows, values=max_rows * max(1, model.meta.n_features))
 
 
 NUMERIC = frozenset(
@@ -99,9 +104,17 @@ def _tensor(
 
 
 def _has_booleans(data: list[Any]) -> bool:
-    # numpy turns JSON true/false mixed with numbers into 1/0 without a word.
-    values = itertools.chain.from_iterable(data) if data and type(data[0]) is list else data
-    return bool in map(type, values)
+    """Whether a JSON boolean is nested anywhere in ``data`` (numpy turns true/false mixed
+    with numbers into 1/0 without a word, at any depth)."""
+    pending = [data]
+    while pending:
+        items = pending.pop()
+        kinds = set(map(type, items))
+        if bool in kinds:
+            return True
+        if list in kinds:
+            pending.extend(item for item in items if type(item) is list)
+    return False
 
 
 @router.post("/v2/models/{name}/infer")
@@ -110,9 +123,9 @@ async def infer(request: Request) -> Response:
     plane = deps.plane_of(request)  # hot path: no dependency solving
     settings = plane.settings
     name: str = request.path_params["name"]
-    body = await json_object(request)
     model = await plane.model(name)
-    raw = await request.body()  # cached by Starlette: no second read
+    body = await json_object(request, _bound(settings.max_instances_per_request, model))
+    raw = await request.body()  # cached: no second read
     values = _tensor(
         body,
         n_features=model.meta.n_features,
