@@ -19,6 +19,7 @@ from pynomaly_detector.detectors.errors import DetectorError
 from pynomaly_detector.registry.signing import ArtifactRejectedError
 from pynomaly_detector.registry.store import StoreUnavailableError
 from pynomaly_detector.scoring.rows import TooManyRowsError
+from pynomaly_detector.scoring.tensors import TensorError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def error_response(
 
 _STATUS: list[tuple[type[Exception], int, str]] = [
     (TooManyRowsError, 413, "too_many_rows"),
+    (TensorError, 400, "invalid_tensor"),
     (DetectorError, 422, "invalid_input"),
     (BadRequestError, 400, "bad_request"),
     (BodyTooLargeError, 413, "body_too_large"),
