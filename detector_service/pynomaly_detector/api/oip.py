@@ -11,6 +11,8 @@ response's JSON header in the order of the outputs, and the response then carrie
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 from typing import Any
 
 import orjson
@@ -22,7 +24,22 @@ from pynomaly_detector.api.errors import BadRequestError
 from pynomaly_detector.scoring import tensors
 
 HEADER_LENGTH = "inference-header-content-length"
+EXTENSIONS = ["binary_tensor_data"]
+"""Protocol extensions this server supports (server metadata, REST and gRPC)."""
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+def server_metadata() -> dict[str, Any]:
+    """Server name, version and extensions (REST ``GET /v2``, gRPC ``ServerMetadata``)."""
+    return {"name": "pynomaly-detector", "version": _version(), "extensions": EXTENSIONS}
+
+
+@functools.cache
+def _version() -> str:
+    try:
+        return importlib.metadata.version("pynomaly-operator")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 def split(raw: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:

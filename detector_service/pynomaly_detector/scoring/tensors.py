@@ -48,6 +48,24 @@ DTYPES: dict[str, np.dtype[Any]] = {
 }
 """v2 datatypes this service scores, as the little-endian numpy types of their raw bytes."""
 
+INPUT = "input-0"
+"""The name model metadata gives the one input; requests may name their inputs freely."""
+
+CONTENTS: dict[str, str] = {
+    "BOOL": "bool_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+}
+"""The typed-contents field of each datatype in gRPC (FP16 has none: it travels raw)."""
+
 OUTPUTS: dict[str, str] = {"scores": "FP64", "is_anomaly": "BOOL"}
 """The outputs every model produces, name -> datatype, in response order."""
 
@@ -164,7 +182,10 @@ def from_values(
     expected = math.prod(shape)
     if len(values) != expected:
         raise TensorError(f"{label}: {len(values)} values but shape {list(shape)} needs {expected}")
-    return np.array(values, dtype=dtype).reshape(shape)
+    try:
+        return np.array(values, dtype=dtype).reshape(shape)
+    except (OverflowError, ValueError):
+        raise TensorError(f"{label}: values outside the range of {dtype_name(dtype)}") from None
 
 
 def dtype_name(dtype: np.dtype[Any]) -> str:
