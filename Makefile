@@ -109,3 +109,9 @@ cluster: ## start the local Kubernetes control plane in the background; prints .
 .PHONY: cluster-down
 cluster-down: ## stop the local control plane (whole process group) and remove its state
 	@e2e/cluster.sh stop
+
+# ---- Open Inference Protocol: gRPC stubs and protocol clients (issue #17) ------------------------
+GRPC_DIR := detector_service/pynomaly_detector/api/grpc
+.PHONY: grpc-stubs
+grpc-stubs: install ## regenerate api/grpc/inference_pb2.py(i) from inference.proto (committed; a test checks they match)
+	$(PY) scripts/grpc-stubs.py $(GRPC_DIR)

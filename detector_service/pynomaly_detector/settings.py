@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     """HTTP port of the API."""
     metrics_port: int = Field(default=9090, ge=0, le=65535)
     """Port of a separate ``/metrics`` listener in the parent process; 0 = only the main port."""
+    grpc_port: int = Field(default=0, ge=0, le=65535)
+    """Port of the Open Inference Protocol v2 gRPC API (``inference.GRPCInferenceService``),
+    served by every worker beside HTTP; 0 = off."""
     workers: int = Field(default=4, ge=1, le=64)
     """uvicorn worker processes."""
     timeout_keep_alive: int = Field(default=65, ge=1)
@@ -137,6 +140,13 @@ class Settings(BaseSettings):
     model_max_training_rows: int = Field(default=1_000_000, ge=10)
     """Training rows beyond this are reservoir-sampled (recorded in the model's metadata)."""
 
+    api_token_file: str = ""
+    """File of accepted bearer tokens, one per line (``#`` comments and blank lines ignored);
+    re-read when it changes."""
+    scoring_auth: Literal["none", "token"] = "none"
+    """``token``: scoring (REST and gRPC) requires ``Authorization: Bearer`` with a token from
+    ``api_token_file``; ``none``: scoring is open to what the NetworkPolicy admits."""
+
     rate_limit_requests_per_second: float = Field(default=0, ge=0)
     """Per-client request rate (shared through Redis when configured); 0 = off."""
     rate_limit_burst: int = Field(default=0, ge=0)
@@ -180,6 +190,8 @@ class Settings(BaseSettings):
         ):
             msg = "PYNOMALY_ARTIFACT_SIGNING_KEY must be a real secret (>= 16 chars) in production"
             raise ValueError(msg)
+        if self.scoring_auth == "token" and not self.api_token_file:
+            raise ValueError("PYNOMALY_SCORING_AUTH=token needs PYNOMALY_API_TOKEN_FILE")
         if self.redis_mode == "sentinel" and not self.redis_sentinels:
             raise ValueError(
                 "PYNOMALY_REDIS_SENTINELS is required when PYNOMALY_REDIS_MODE=sentinel"

@@ -114,6 +114,7 @@ def create_app(
             tasks.append(
                 asyncio.create_task(invalidation.run(plane.changed_elsewhere), name="invalidation")
             )
+        grpc_server = await _start_grpc(settings, plane, limiter)
         restore = _drain_on_sigterm(plane, settings) if handle_signals else None
         try:
             yield {"settings": settings, "plane": plane, "limiter": limiter}
@@ -121,6 +122,8 @@ def create_app(
             plane.drain()
             if restore is not None:
                 restore()
+            if grpc_server is not None:  # new RPCs refused, those in flight finish
+                await grpc_server.stop(settings.graceful_shutdown_seconds)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -149,6 +152,17 @@ def create_app(
     # the first request, so appending here is in time.
     app.user_middleware.append(Middleware(ScoringFastPath, routes=list(scoring.router.routes)))
     return app
+
+
+async def _start_grpc(settings: Settings, plane: DataPlane, limiter: RateLimiter | None) -> Any:
+    """The worker's gRPC server when ``grpc_port`` is set (grpc is imported only then)."""
+    if not settings.grpc_port:
+        return None
+    from pynomaly_detector.api.grpc import server
+    from pynomaly_detector.tokens import Tokens
+
+    tokens = Tokens(settings.api_token_file) if settings.scoring_auth == "token" else None
+    return await server.start(settings, plane=plane, tokens=tokens, limiter=limiter)
 
 
 async def _sample_memory() -> None:

@@ -19,7 +19,7 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response
 
-from pynomaly_detector.api import deps
+from pynomaly_detector.api import deps, errors
 from pynomaly_detector.api.errors import BadRequestError
 from pynomaly_detector.scoring import tensors
 
@@ -71,7 +71,25 @@ def _has_literal_booleans(raw: bytes, end: int) -> bool:
 
 
 async def infer(request: Request) -> Response:
-    """Score the request's tensor(s); answer scores and flags as JSON or binary outputs."""
+    """Score the request's tensor(s); answer scores and flags as JSON or binary outputs.
+
+    Errors keep the service's shape, with the message in ``error`` too (``"<code>: <message>"``):
+    the protocol's clients show ``error`` and nothing else.
+    """
+    try:
+        return await _infer(request)
+    except Exception as error:
+        known = errors.response_for(error)
+        if known is None:
+            raise
+        body = orjson.loads(bytes(known.body))
+        body["error"] = f"{body['error']}: {body['detail']}"
+        return Response(
+            orjson.dumps(body), status_code=known.status_code, media_type="application/json"
+        )
+
+
+async def _infer(request: Request) -> Response:
     plane = deps.plane_of(request)  # hot path: no dependency solving
     name: str = request.path_params["name"]
     raw = await request.body()
