@@ -130,3 +130,7 @@ kserve-venv: $(KSERVE_VENV)/.installed ## KServe's Python clients in their own .
 .PHONY: test-oip
 test-oip: install kserve-venv ## Open Inference Protocol: tensor codecs, binary REST, gRPC, Triton and KServe clients
 	$(VENV)/bin/pytest -q tests/detector/scoring/test_tensors.py tests/detector/api/test_binary_tensors.py tests/detector/api/test_inference_api.py tests/detector/test_tokens.py tests/detector/oip $(PYTEST_ARGS)
+
+.PHONY: bench-oip
+bench-oip: install ## JSON v2 vs binary v2 vs gRPC (256/4,096 rows) beside MLServer's gRPC -> bench/results/oip-<date>.md
+	$(PY) bench/oip_bench.py $(BENCH_ARGS)
