@@ -110,6 +110,11 @@ cluster: ## start the local Kubernetes control plane in the background; prints .
 cluster-down: ## stop the local control plane (whole process group) and remove its state
 	@e2e/cluster.sh stop
 
+# ---- detector service tests (issue #11) -----------------------------------------------------
+.PHONY: test-detector
+test-detector: install ## detector service tests: real redis-server (standalone/sentinel/cluster), PostgreSQL + PgBouncer
+	$(VENV)/bin/pytest tests/detector $(PYTEST_ARGS)
+
 # ---- Open Inference Protocol: gRPC stubs and protocol clients (issue #17) ------------------------
 GRPC_DIR := detector_service/pynomaly_detector/api/grpc
 .PHONY: grpc-stubs

@@ -55,6 +55,7 @@ def build_store(settings: Settings) -> ModelStore:
             min_size=settings.database_pool_min_size,
             max_size=settings.database_pool_max_size,
             timeout=settings.database_connect_timeout_seconds,
+            acquire_timeout=settings.database_pool_acquire_timeout_seconds,
         )
     return LocalStore(settings.model_dir)
 
@@ -109,6 +110,7 @@ def create_app(
         tasks = [
             asyncio.create_task(plane.prepare_until_done(), name="prepare"),
             asyncio.create_task(_sample_memory(), name="memory"),
+            asyncio.create_task(plane.revalidate_forever(), name="revalidate"),
         ]
         if invalidation is not None:
             tasks.append(

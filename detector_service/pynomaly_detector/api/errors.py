@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from pynomaly_detector.detectors.errors import DetectorError
-from pynomaly_detector.registry.models import ModelNotFoundError
+from pynomaly_detector.registry.models import DeclaredNotFittedError, ModelNotFoundError
 from pynomaly_detector.registry.signing import ArtifactRejectedError
 from pynomaly_detector.registry.store import StoreUnavailableError
 from pynomaly_detector.scoring.rows import TooManyRowsError
@@ -50,6 +50,7 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (DetectorError, 422, "invalid_input"),
     (BadRequestError, 400, "bad_request"),
     (BodyTooLargeError, 413, "body_too_large"),
+    (DeclaredNotFittedError, 404, "model_not_fitted"),
     (ModelNotFoundError, 404, "model_not_found"),
     (StoreUnavailableError, 503, "store_unavailable"),
     (ArtifactRejectedError, 503, "artifact_rejected"),

@@ -65,7 +65,10 @@ async def _multipart(
                 raise BadRequestError("'parameters' must be a JSON object") from None
         options = _options(fields)
         data = await asyncio.to_thread(
-            datasets.read_csv, upload.file, max_rows=settings.model_max_training_rows
+            datasets.read_csv,
+            upload.file,
+            max_rows=settings.model_max_training_rows,
+            max_features=settings.model_max_features,
         )
     finally:
         await form.close()
@@ -82,7 +85,11 @@ async def fit(name: str, request: Request, plane: Plane, settings: AppSettings) 
         options = _options(await json_object(request))
         if options.instances is None:
             raise InvalidInputError("'instances' is required (or upload a CSV as multipart 'file')")
-        data = training_from_instances(options.instances, max_rows=settings.model_max_training_rows)
+        data = training_from_instances(
+            options.instances,
+            max_rows=settings.model_max_training_rows,
+            max_features=settings.model_max_features,
+        )
     meta = await plane.fit(
         name,
         algorithm=options.algorithm,
