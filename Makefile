@@ -132,3 +132,28 @@ cluster-down: ## stop the local control plane (whole process group) and remove i
 .PHONY: test-detector
 test-detector: install ## detector service tests: real redis-server (standalone/sentinel/cluster), PostgreSQL + PgBouncer
 	$(VENV)/bin/pytest tests/detector $(PYTEST_ARGS)
+
+# ---- Open Inference Protocol: gRPC stubs and protocol clients (issue #17) ------------------------
+GRPC_DIR := detector_service/pynomaly_detector/api/grpc
+.PHONY: grpc-stubs
+grpc-stubs: install ## regenerate api/grpc/inference_pb2.py(i) from inference.proto (committed; a test checks they match)
+	$(PY) scripts/grpc-stubs.py $(GRPC_DIR)
+
+# kserve pins psutil<6 and pandas<3 (below .venv's floors): its clients get their own venv.
+KSERVE_VENV ?= .venv-kserve
+
+$(KSERVE_VENV)/.installed:
+	python3 -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/pip install -q 'kserve==0.21.*'
+	touch $@
+
+.PHONY: kserve-venv
+kserve-venv: $(KSERVE_VENV)/.installed ## KServe's Python clients in their own .venv-kserve (for the protocol client tests)
+
+.PHONY: test-oip
+test-oip: install kserve-venv ## Open Inference Protocol: tensor codecs, binary REST, gRPC, Triton and KServe clients
+	$(VENV)/bin/pytest -q tests/detector/scoring/test_tensors.py tests/detector/api/test_binary_tensors.py tests/detector/api/test_inference_api.py tests/detector/test_tokens.py tests/detector/oip $(PYTEST_ARGS)
+
+.PHONY: bench-oip
+bench-oip: install ## JSON v2 vs binary v2 vs gRPC (256/4,096 rows) beside MLServer's gRPC -> bench/results/oip-<date>.md
+	$(PY) bench/oip_bench.py $(BENCH_ARGS)

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     """HTTP port of the API."""
     metrics_port: int = Field(default=9090, ge=0, le=65535)
     """Port of a separate ``/metrics`` listener in the parent process; 0 = only the main port."""
+    grpc_port: int = Field(default=0, ge=0, le=65535)
+    """Port of the Open Inference Protocol v2 gRPC API (``inference.GRPCInferenceService``),
+    served by every worker beside HTTP; 0 = off."""
     workers: int = Field(default=4, ge=1, le=64)
     """uvicorn worker processes."""
     timeout_keep_alive: int = Field(default=65, ge=1)
@@ -67,7 +70,8 @@ class Settings(BaseSettings):
     for rotation; re-read when it changes). Model management (PUT, DELETE, anomalies)
     requires one; empty = development mode, no authentication (logged at start)."""
     scoring_auth: Literal["none", "token"] = "none"
-    """``token``: scoring and model reads need a bearer token too (with ``api_token_file``)."""
+    """``token``: scoring (REST and gRPC) and model reads need a bearer token too (from
+    ``api_token_file``); ``none``: scoring is open to what the NetworkPolicy admits."""
 
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     """Largest request body accepted (uploads included); larger bodies get 413."""

@@ -129,6 +129,7 @@ def create_app(
             status.draining, status.ready = True, False
             status.write()  # the probe listener fails readiness now, not at the next beat
 
+        grpc_server = await _start_grpc(settings, plane, limiter)
         restore = _drain_on_sigterm(drain, settings) if handle_signals else None
         try:
             yield {"settings": settings, "plane": plane, "limiter": limiter}
@@ -136,6 +137,8 @@ def create_app(
             plane.drain()
             if restore is not None:
                 restore()
+            if grpc_server is not None:  # new RPCs refused, those in flight finish
+                await grpc_server.stop(settings.graceful_shutdown_seconds)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -175,6 +178,17 @@ async def _report(status: probes.WorkerStatus, plane: DataPlane) -> None:
         status.draining = plane.draining
         status.write()
         await asyncio.sleep(probes.HEARTBEAT_SECONDS)
+
+
+async def _start_grpc(settings: Settings, plane: DataPlane, limiter: RateLimiter | None) -> Any:
+    """The worker's gRPC server when ``grpc_port`` is set (grpc is imported only then)."""
+    if not settings.grpc_port:
+        return None
+    from pynomaly_detector.api.grpc import server
+    from pynomaly_detector.tokens import TokenFile
+
+    tokens = TokenFile(settings.api_token_file) if settings.scoring_auth == "token" else None
+    return await server.start(settings, plane=plane, tokens=tokens, limiter=limiter)
 
 
 async def _sample_memory() -> None:

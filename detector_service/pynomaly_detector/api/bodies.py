@@ -56,6 +56,11 @@ class Bound:
                 f"at most {self.values} values (rows x features) per request"
             )
 
+    @classmethod
+    def for_model(cls, max_rows: int, n_features: int) -> Bound:
+        """The bound of a scoring body for a model of ``n_features`` features."""
+        return cls(rows=max_rows, values=max_rows * max(1, n_features))
+
 
 async def read_bounded(request: Request, bound: Bound) -> bytes:
     """The raw body, refused with 413 as soon as it crosses ``bound`` (cached on ``request``)."""

@@ -20,6 +20,7 @@ from pynomaly_detector.registry.models import DeclaredNotFittedError, ModelNotFo
 from pynomaly_detector.registry.signing import ArtifactRejectedError
 from pynomaly_detector.registry.store import StoreUnavailableError
 from pynomaly_detector.scoring.rows import TooManyRowsError
+from pynomaly_detector.scoring.tensors import TensorError
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     # The client went away mid-body: nobody reads the answer, and it is not a bug to log.
     (ClientDisconnect, 400, "client_disconnected"),
     (TooManyRowsError, 413, "too_many_rows"),
+    (TensorError, 400, "invalid_tensor"),
     (DetectorError, 422, "invalid_input"),
     (BadRequestError, 400, "bad_request"),
     (BodyTooLargeError, 413, "body_too_large"),

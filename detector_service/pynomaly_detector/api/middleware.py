@@ -22,9 +22,10 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pynomaly_detector import logs, metrics
-from pynomaly_detector.api.auth import BearerAuth, TokenFile
+from pynomaly_detector.api.auth import BearerAuth
 from pynomaly_detector.api.errors import BodyTooLargeError
 from pynomaly_detector.settings import Settings
+from pynomaly_detector.tokens import TokenFile
 
 UNMONITORED = frozenset({"/livez", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 """Probe and scrape paths: not counted, not timed, not logged."""

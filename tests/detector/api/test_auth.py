@@ -11,8 +11,9 @@ import pydantic
 import pytest
 
 from pynomaly_detector.api.app import create_app
-from pynomaly_detector.api.auth import TokenFile, TokenFileError, needs_token, parse_tokens
+from pynomaly_detector.api.auth import needs_token
 from pynomaly_detector.settings import Settings
+from pynomaly_detector.tokens import TokenFile, TokenFileError, parse_tokens
 from tests.detector.conftest import service, serving, settings_for, training_rows
 
 pytestmark = pytest.mark.http
@@ -154,3 +155,17 @@ def test_what_needs_a_token() -> None:
     assert not needs_token("GET", "/readyz", scoring=True)
     assert not needs_token("OPTIONS", "/v1/models/m", scoring=True)
     assert parse_tokens(" a \n#b\n\n c") == ["a", "c"]
+
+
+def test_authorization_values_from_any_transport(tmp_path: Path) -> None:
+    """gRPC metadata and REST headers are judged by the same ``TokenFile.allows``."""
+    path = tmp_path / "token"
+    path.write_text("# comment\n\nfirst-token\n  second-token  \n")
+    tokens = TokenFile(path, recheck_seconds=0)
+    assert tokens.allows("Bearer first-token")
+    assert tokens.allows(b"bearer second-token")
+    assert not tokens.allows("Bearer # comment")
+    assert not tokens.allows("Bearer first")
+    assert not tokens.allows("Basic first-token")
+    assert not tokens.allows(None)
+    assert not tokens.allows("Bearer ")
