@@ -109,3 +109,16 @@ cluster: ## start the local Kubernetes control plane in the background; prints .
 .PHONY: cluster-down
 cluster-down: ## stop the local control plane (whole process group) and remove its state
 	@e2e/cluster.sh stop
+
+# ---- operations: alert rules, dashboard, kubectl plugin (issue #15) -----------------------------
+.PHONY: promtool
+promtool: ## build .cluster/bin/promtool from the pinned Prometheus module (e2e/promtool; cold ~10-25 min, then cached)
+	@e2e/promtool/build.sh
+
+.PHONY: monitoring-manifests
+monitoring-manifests: install ## regenerate manifests/monitoring/ (PrometheusRule, PodMonitor, rules.yaml, dashboard.json)
+	$(PY) scripts/monitoring-manifests.py
+
+.PHONY: test-ops
+test-ops: install promtool ## rules (promtool check + unit tests on live series), dashboard, kubectl plugin (tests/ops)
+	$(VENV)/bin/pytest tests/ops $(PYTEST_ARGS)

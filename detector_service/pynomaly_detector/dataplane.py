@@ -120,6 +120,7 @@ class DataPlane:
         )
         self.declared_ready = not settings.model_name
         """False until the declared model (if any) is loaded."""
+        metrics.DECLARED_MODEL_LOADED.set(0 if settings.model_name else 1)
         self.warm = not settings.cache_warmup
         """False until warm-up has loaded stored models."""
 
@@ -136,6 +137,7 @@ class DataPlane:
         if self.settings.model_name and not self.declared_ready:
             await self.ensure_declared()
             self.declared_ready = True
+            metrics.DECLARED_MODEL_LOADED.set(1)
         if not self.warm:
             await self.warmup()
             self.warm = True
@@ -261,6 +263,7 @@ class DataPlane:
         self.models.put((name, meta.version), detector)
         heap.settle()
         metrics.MODEL_LOADS.labels("fit").inc()
+        metrics.model_loaded(meta)
         self._remember(meta)
         self.scorer.forget(name, keep_version=meta.version)
         if self.announce is not None:
@@ -370,6 +373,7 @@ class DataPlane:
         self.models.put(key, detector)
         heap.settle()
         metrics.MODEL_LOADS.labels("store").inc()
+        metrics.model_loaded(meta)
         future.set_result(detector)
         return detector
 
@@ -415,6 +419,9 @@ class DataPlane:
         if counter is None:
             counter = self._rows_scored[meta.name] = metrics.ROWS_SCORED.labels(meta.name)
         counter.inc(len(values))
+        flagged_count = int(np.count_nonzero(scores > meta.threshold))
+        if flagged_count:
+            metrics.ANOMALIES.labels(meta.name).inc(flagged_count)
         detection = Detection(model, scores)
         if self.anomaly_log is not None:
             flagged = np.flatnonzero(scores > meta.threshold)
