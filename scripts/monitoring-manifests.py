@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from pynomaly_operator.builders import monitoring
+from pynomaly_operator.builders.detector import monitoring
 from pynomaly_operator.monitoring import dashboard, rules
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from pynomaly_operator import naming
-from pynomaly_operator.builders import monitoring
+from pynomaly_operator.builders.detector import monitoring
 from pynomaly_operator.monitoring import rules
 from tests.ops.conftest import CONTAMINATION, MODEL, ROOT, LiveScrape, Sample
 from tests.ops.promql import metric_names
