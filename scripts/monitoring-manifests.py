@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from pynomaly_operator.builders.detector import monitoring
+from pynomaly_operator.builders.detector import horizontal_pod_autoscaler, monitoring
 from pynomaly_operator.monitoring import dashboard, rules
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +32,34 @@ def _yaml(document: object) -> str:
     return HEADER + yaml.safe_dump(document, sort_keys=False, width=4096)
 
 
+def adapter_rules() -> dict[str, object]:
+    """prometheus-adapter ``rules`` serving the HPA ``Pods`` metrics of
+    ``spec.autoscaling.metrics`` (merge into the adapter's config)."""
+    resources = {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}}
+    return {
+        "rules": [
+            {
+                "seriesQuery": 'pynomaly_requests_total{namespace!="",pod!=""}',
+                "resources": resources,
+                "name": {
+                    "matches": "^pynomaly_requests_total$",
+                    "as": horizontal_pod_autoscaler.LOAD_METRICS["RequestsPerSecond"],
+                },
+                "metricsQuery": "sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)",
+            },
+            {
+                "seriesQuery": 'pynomaly_active_connections{namespace!="",pod!=""}',
+                "resources": resources,
+                "name": {
+                    "matches": "^pynomaly_active_connections$",
+                    "as": horizontal_pod_autoscaler.LOAD_METRICS["InFlightRequests"],
+                },
+                "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+            },
+        ]
+    }
+
+
 def render() -> dict[str, str]:
     """File name -> content of every generated file."""
     return {
@@ -39,6 +67,7 @@ def render() -> dict[str, str]:
         "prometheusrule.yaml": _yaml(monitoring.cluster_prometheus_rule()),
         "rules.yaml": _yaml({"groups": rules.rule_groups('detector!=""')}),
         "dashboard.json": json.dumps(dashboard.dashboard(), indent=2) + "\n",
+        "prometheus-adapter-rules.yaml": _yaml(adapter_rules()),
         "kustomization.yaml": HEADER
         + yaml.safe_dump(
             {

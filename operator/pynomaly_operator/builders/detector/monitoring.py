@@ -1,9 +1,13 @@
 """Prometheus Operator objects for a detector: ServiceMonitor, PodMonitor, PrometheusRule
 (monitoring.coreos.com/v1), plus the cluster-wide copies in ``manifests/monitoring/``.
 
-Every scrape object relabels the pods' ``app.kubernetes.io/instance`` label into
-``detector``: the rules and the dashboard group by ``(namespace, detector)``. The rule
-content lives in ``monitoring.rules``; this module only wraps it in Kubernetes objects.
+``objects()`` renders what ``spec.monitoring`` asks for. Whether the API server serves these
+kinds is not known here (builders are pure): the reconciler applies them and treats the API
+server's 404 for an unserved kind as "Prometheus Operator CRDs not installed" (an Event,
+nothing else fails). Every scrape object relabels the pods' ``app.kubernetes.io/instance``
+label into ``detector``: the rules and the dashboard group by ``(namespace, detector)``. The
+rule content lives in ``monitoring.rules``; this module only wraps it in Kubernetes objects.
+The pods' ``prometheus.io/*`` scrape annotations are set by the Deployment builder.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 
 from pynomaly_operator import naming
 from pynomaly_operator.monitoring import rules
+from pynomaly_operator.specs import detector as specs
 
 API_VERSION = "monitoring.coreos.com/v1"
 METRICS_PORT_NAME = "metrics"
@@ -24,12 +29,8 @@ DETECTOR_RELABELING = {
 }
 """Adds ``detector="<AnomalyDetector name>"`` to every scraped series."""
 
-SCRAPE_ANNOTATIONS = {
-    "prometheus.io/scrape": "true",
-    "prometheus.io/port": "9090",
-    "prometheus.io/path": "/metrics",
-}
-"""Pod annotations for annotation-based scrapers (the common ``kubernetes-pods`` job)."""
+KINDS = frozenset({"ServiceMonitor", "PodMonitor", "PrometheusRule"})
+"""Kinds of this module: applied only where the API server serves them."""
 
 
 def _endpoint() -> dict[str, Any]:
@@ -77,6 +78,18 @@ def prometheus_rule(names: naming.Names) -> dict[str, Any]:
         "metadata": {"name": names.detector, "labels": names.labels(naming.COMPONENT_DETECTOR)},
         "spec": {"groups": rules.rule_groups(selector, deployments)},
     }
+
+
+def objects(detector: specs.AnomalyDetector, names: naming.Names) -> list[dict[str, Any]]:
+    """The scrape object (``monitoring.enabled``) and the PrometheusRule (``monitoring.rules``)."""
+    monitoring = detector.spec.monitoring
+    out = []
+    if monitoring.enabled:
+        scrape = pod_monitor if monitoring.kind == "PodMonitor" else service_monitor
+        out.append(scrape(names))
+    if monitoring.rules:
+        out.append(prometheus_rule(names))
+    return out
 
 
 # ---- cluster-wide copies (manifests/monitoring/, written by scripts/monitoring-manifests.py)
