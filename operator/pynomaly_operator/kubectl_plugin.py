@@ -23,6 +23,7 @@ import csv
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 import urllib.error
@@ -36,6 +37,7 @@ from typing import Any, TextIO
 from pynomaly_operator import naming
 
 HTTP_PORT = 8000
+PORT_FORWARD_TIMEOUT = 20.0
 _FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+)")
 
 
@@ -109,10 +111,19 @@ def endpoint(kube: Kube, name: str, explicit: str | None) -> Iterator[str]:
     )
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()
+        # kubectl prints "Forwarding from 127.0.0.1:PORT -> 8000" once listening; a pod it
+        # cannot reach may leave it silent, so the wait has a deadline.
+        readable, _, _ = select.select([process.stdout], [], [], PORT_FORWARD_TIMEOUT)
+        line = process.stdout.readline() if readable else ""
         match = _FORWARDING.search(line)
         if match is None:
-            error = process.stderr.read() if process.stderr and process.poll() is not None else ""
+            if not readable:
+                line = f"no answer within {PORT_FORWARD_TIMEOUT:.0f}s"
+            process.terminate()
+            try:
+                error = process.communicate(timeout=5)[1] or ""
+            except subprocess.TimeoutExpired:
+                error = ""
             raise PluginError(
                 f"kubectl port-forward service/{name} failed: {(line + error).strip()} "
                 "(or pass --endpoint URL)"
