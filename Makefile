@@ -112,7 +112,7 @@ cluster-down: ## stop the local control plane (whole process group) and remove i
 
 # ---- operations: alert rules, dashboard, kubectl plugin (issue #15) -----------------------------
 .PHONY: promtool
-promtool: ## build .cluster/bin/promtool from the pinned Prometheus module (e2e/promtool; cold ~10-25 min, then cached)
+promtool: ## build .cluster/bin/promtool from the pinned Prometheus module (e2e/promtool; cold up to ~1 h on a loaded 2-core box, warm ~45 s)
 	@e2e/promtool/build.sh
 
 .PHONY: monitoring-manifests
