@@ -152,8 +152,21 @@ kserve-venv: $(KSERVE_VENV)/.installed ## KServe's Python clients in their own .
 
 .PHONY: test-oip
 test-oip: install kserve-venv ## Open Inference Protocol: tensor codecs, binary REST, gRPC, Triton and KServe clients
-	$(VENV)/bin/pytest -q tests/detector/scoring/test_tensors.py tests/detector/api/test_binary_tensors.py tests/detector/api/test_inference_api.py tests/detector/test_tokens.py tests/detector/oip $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q tests/detector/scoring/test_tensors.py tests/detector/api/test_binary_tensors.py tests/detector/api/test_inference_api.py tests/detector/api/test_auth.py tests/detector/oip $(PYTEST_ARGS)
 
 .PHONY: bench-oip
 bench-oip: install ## JSON v2 vs binary v2 vs gRPC (256/4,096 rows) beside MLServer's gRPC -> bench/results/oip-<date>.md
 	$(PY) bench/oip_bench.py $(BENCH_ARGS)
+
+# ---- operations: alert rules, dashboard, kubectl plugin (issue #15) -----------------------------
+.PHONY: promtool
+promtool: ## build .cluster/bin/promtool from the pinned Prometheus module (e2e/promtool; cold up to ~1 h on a loaded 2-core box, warm ~45 s)
+	@e2e/promtool/build.sh
+
+.PHONY: monitoring-manifests
+monitoring-manifests: install ## regenerate manifests/monitoring/ (PrometheusRule, PodMonitor, rules.yaml, dashboard.json)
+	$(PY) scripts/monitoring-manifests.py
+
+.PHONY: test-ops
+test-ops: install promtool ## rules (promtool check + unit tests on live series), dashboard, kubectl plugin (tests/ops)
+	$(VENV)/bin/pytest tests/ops $(PYTEST_ARGS)

@@ -107,6 +107,7 @@ class DataPlane:
         self._rows_scored: dict[str, Any] = {}
         self.declared_ready = not settings.model_name
         """False until the declared model (if any) is loaded."""
+        metrics.DECLARED_MODEL_LOADED.set(0 if settings.model_name else 1)
         self.warm = not settings.cache_warmup
         """False until warm-up has loaded stored models."""
         self.draining = False
@@ -132,6 +133,7 @@ class DataPlane:
         if self.settings.model_name and not self.declared_ready:
             await self.ensure_declared()
             self.declared_ready = True
+            metrics.DECLARED_MODEL_LOADED.set(1)
         if not self.warm:
             await self.models.warmup(self.settings.cache_model_max_models)
             self.warm = True
@@ -306,6 +308,9 @@ class DataPlane:
         if counter is None:
             counter = self._rows_scored[meta.name] = metrics.ROWS_SCORED.labels(meta.name)
         counter.inc(len(values))
+        flagged_count = int(np.count_nonzero(scores > meta.threshold))
+        if flagged_count:
+            metrics.ANOMALIES.labels(meta.name).inc(flagged_count)
         if self.anomaly_log is not None:
             _log_anomalies(self.anomaly_log, meta, scores, values)
         return Detection(model, scores)

@@ -32,6 +32,16 @@ UPDATE = golden.UPDATE
 
 CASES: dict[str, dict[str, Any]] = {
     "defaults": {"redis": {"mode": "none"}, "postgres": {"mode": "managed"}},
+    "operations": {
+        "redis": {"mode": "none"},
+        "autoscaling": {
+            "metrics": [
+                {"type": "RequestsPerSecond", "targetAverageValue": "200"},
+                {"type": "InFlightRequests", "targetAverageValue": "32"},
+            ]
+        },
+        "monitoring": {"enabled": True, "kind": "PodMonitor", "rules": True},
+    },
     "custom": {
         "image": "registry.example/pynomaly/detector:9.9",
         "model": {

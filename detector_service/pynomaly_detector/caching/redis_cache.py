@@ -90,7 +90,7 @@ class RedisScoreCache:
             self._failed(error)
             self._misses.inc(len(keys))
             return [None] * len(keys)
-        self.breaker.succeeded()
+        self._succeeded()
         values: list[float | None] = []
         for item in raw:
             if isinstance(item, bytes) and len(item) == _DOUBLE.size:
@@ -114,7 +114,7 @@ class RedisScoreCache:
         except (RedisError, OSError) as error:
             self._failed(error)
             return
-        self.breaker.succeeded()
+        self._succeeded()
 
     async def delete_model(self, model: str) -> None:
         """Best effort: forget the cached scores of every version of ``model``."""
@@ -144,4 +144,10 @@ class RedisScoreCache:
         self._errors.inc()
         if self.breaker.failures == 0:
             log.warning("redis cache unavailable, bypassing L2: %s", error)
+            metrics.L2_CIRCUIT_OPEN.set(1)
         self.breaker.failed()
+
+    def _succeeded(self) -> None:
+        if self.breaker.failures:
+            metrics.L2_CIRCUIT_OPEN.set(0)
+        self.breaker.succeeded()

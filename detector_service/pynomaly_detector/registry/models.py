@@ -283,6 +283,7 @@ class Models:
         self.loaded.put(key, detector)
         heap.settle()
         metrics.MODEL_LOADS.labels("store").inc()
+        metrics.model_loaded(meta)
         future.set_result(detector)
         return detector
 
@@ -330,6 +331,7 @@ class Models:
         self.loaded.put((name, meta.version), detector)
         heap.settle()
         metrics.MODEL_LOADS.labels("fit").inc()
+        metrics.model_loaded(meta)
         self.remember(meta, stamp)
         await self.prune(name)
         return LoadedModel(meta, detector)

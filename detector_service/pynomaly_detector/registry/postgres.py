@@ -113,6 +113,16 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         self._schema_ready = False
         self._opening = asyncio.Lock()
+        metrics.add_sampler(self._sample_pool)
+
+    def _sample_pool(self) -> None:
+        # Pool usage for the "database connections < 80 % of max" alert and the dashboard.
+        pool = self._pool
+        size = pool.get_size() if pool is not None else 0
+        idle = pool.get_idle_size() if pool is not None else 0
+        metrics.DB_POOL_CONNECTIONS.labels("in_use").set(size - idle)
+        metrics.DB_POOL_CONNECTIONS.labels("idle").set(idle)
+        metrics.DB_POOL_MAX_CONNECTIONS.set(self.max_size)
 
     async def open(self) -> None:
         try:

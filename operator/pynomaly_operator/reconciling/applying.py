@@ -31,6 +31,14 @@ logger = logging.getLogger(__name__)
 AnomalyDetectorResource = create_namespaced_resource(
     naming.GROUP, naming.VERSION, naming.KIND, naming.PLURAL
 )
+# Prometheus Operator kinds (spec.monitoring), known to lightkube so they can be applied;
+# whether the API server serves them is found out by applying (a 404 when it does not).
+for _kind, _plural in (
+    ("ServiceMonitor", "servicemonitors"),
+    ("PodMonitor", "podmonitors"),
+    ("PrometheusRule", "prometheusrules"),
+):
+    create_namespaced_resource("monitoring.coreos.com", "v1", _kind, _plural)
 
 
 @dataclasses.dataclass

@@ -31,10 +31,10 @@ from lightkube.core.exceptions import ApiError
 
 from pynomaly_operator import naming, status
 from pynomaly_operator.builders import desired as desired_state
-from pynomaly_operator.builders.detector import api_token
+from pynomaly_operator.builders.detector import api_token, monitoring
 from pynomaly_operator.reconciling import applying, comparing, observing
 from pynomaly_operator.specs import detector as specs
-from pynomaly_operator.status import conditions, problems
+from pynomaly_operator.status import conditions, events, problems
 from pynomaly_operator.values import as_int
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,10 @@ class _Memory:
     # last resync (it is asked at most once per resync, and only while the detector is ready).
     served: dict[str, Any] | None = None
     served_asked: bool = False
+    # Prometheus Operator kinds the API server answered 404 for (Event posted once).
+    # Emptied at each resync, so a CRD installed later is picked up.
+    unserved: set[str] = dataclasses.field(default_factory=set)
+    unserved_announced: set[str] = dataclasses.field(default_factory=set)
 
 
 class Reconciler:
@@ -152,7 +156,12 @@ class Reconciler:
             now=now(),
             served=observed.served or self._carried_served(body),
         )
+        previous = memory.status if memory.status is not None else body.get("status")
         await self._write_status(body, memory, new)
+        for event in events.transitions(previous, new):
+            await self.applier.event(
+                body, type_=event.type, reason=event.reason, message=event.message
+            )
         if found:
             await self._announce(body, memory, found[0]["reason"], found[0]["message"])
         else:
@@ -275,7 +284,12 @@ class Reconciler:
                 # Autoscaling was switched on: keep today's count while the HPA takes over.
                 replicas = as_int(((live or {}).get("spec") or {}).get("replicas"))
                 await self.applier.hand_over_replicas(prepared, replicas)
-            version = await self.applier.apply(prepared)
+            if ident[0] in monitoring.KINDS:
+                version = await self._apply_optional(body, prepared, memory)
+                if version is None:
+                    continue
+            else:
+                version = await self.applier.apply(prepared)
             memory.applied[ident] = (digest, as_int(version))
             scaling = detector.spec.autoscaling
             if live is None and ident == ("Deployment", names.detector) and scaling.enabled:
@@ -293,6 +307,32 @@ class Reconciler:
             await self.applier.delete((str(live.get("apiVersion")), kind), name, detector.namespace)
             memory.applied.pop((kind, name), None)
 
+    async def _apply_optional(
+        self, body: Mapping[str, Any], prepared: Mapping[str, Any], memory: _Memory
+    ) -> str | None:
+        """Apply a Prometheus Operator object; ``None`` when the API server does not serve
+        its kind (CRDs not installed): one Warning Event, nothing else fails. How the operator
+        knows: the apply answers 404 for an unserved kind (no discovery, no extra RBAC)."""
+        kind = str(prepared["kind"])
+        if kind in memory.unserved:
+            return None  # until the next resync
+        try:
+            return await self.applier.apply(prepared)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+            memory.unserved.add(kind)
+            if kind not in memory.unserved_announced:
+                memory.unserved_announced.add(kind)
+                await self.applier.event(
+                    body,
+                    type_="Warning",
+                    reason=events.MONITORING_UNAVAILABLE,
+                    message=f"{kind} (monitoring.coreos.com/v1) is not served by the API server: "
+                    "install the Prometheus Operator CRDs; retried at the next resync",
+                )
+            return None
+
     def forget_secrets(self, key: observing.Key) -> None:
         """The resync is due: the next reconcile checks the generated Secrets still exist."""
         memory = self._memory.get(key)
@@ -300,6 +340,7 @@ class Reconciler:
             memory.secrets.clear()
             memory.secrets_owned.clear()
             memory.served_asked = False
+            memory.unserved.clear()
 
     def forget_child(self, key: observing.Key, kind: str, name: str) -> None:
         """A child was deleted: the next reconcile must not trust its applied memory."""

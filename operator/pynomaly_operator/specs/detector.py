@@ -161,6 +161,28 @@ class BehaviorSpec(base.SpecModel):
     )
 
 
+class LoadMetricSpec(base.SpecModel):
+    """A per-pod load metric the HPA scales on, next to CPU and memory (HPA ``Pods`` metric
+    served by a custom-metrics adapter; rules for prometheus-adapter in
+    ``manifests/monitoring/prometheus-adapter-rules.yaml``)."""
+
+    type: Literal["RequestsPerSecond", "InFlightRequests"] = _field(
+        ...,
+        "RequestsPerSecond: HTTP requests per second per pod "
+        "(adapter metric pynomaly_requests_per_second); InFlightRequests: requests being "
+        "served per pod (pynomaly_in_flight_requests).",
+    )
+    target_average_value: base.Quantity = _field(
+        ..., 'Target per pod, averaged over pods (e.g. "200" requests/s, "32" in flight).'
+    )
+    metric_name: str | None = _field(
+        None,
+        "Name under which the adapter serves the metric (default above).",
+        pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+        max_length=128,
+    )
+
+
 class AutoscalingSpec(base.SpecModel):
     """HorizontalPodAutoscaler (autoscaling/v2) of the detector Deployment."""
 
@@ -179,6 +201,12 @@ class AutoscalingSpec(base.SpecModel):
         80, "Average memory utilization target, percent (null: CPU only).", ge=1, le=100
     )
     behavior: BehaviorSpec = _sub(BehaviorSpec, "Scaling behavior (stabilization and policies).")
+    metrics: list[LoadMetricSpec] = _field(
+        [],
+        "Load metrics added to the CPU/memory targets (the HPA scales to the largest "
+        "recommendation); needs a custom-metrics adapter serving them.",
+        max_length=2,
+    )
 
 
 # --- service settings ------------------------------------------------------------------
@@ -339,6 +367,20 @@ class RateLimitSpec(base.SpecModel):
     burst: int = _field(0, "Burst above the rate.", ge=0)
 
 
+class MonitoringSpec(base.SpecModel):
+    """Prometheus Operator objects for this detector (monitoring.coreos.com/v1), rendered only
+    when their CRDs are served; the pods carry prometheus.io/* scrape annotations regardless."""
+
+    enabled: bool = _field(False, "Render a ServiceMonitor or PodMonitor scraping /metrics.")
+    kind: Literal["ServiceMonitor", "PodMonitor"] = _field(
+        "ServiceMonitor",
+        "ServiceMonitor scrapes ready endpoints; PodMonitor every pod (also not-ready ones).",
+    )
+    rules: bool = _field(
+        False, "Render a PrometheusRule with this detector's alert and recording rules."
+    )
+
+
 # --- the resource --------------------------------------------------------------------------
 
 
@@ -363,6 +405,7 @@ class AnomalyDetectorSpec(base.SpecModel):
     redis: RedisSpec = _sub(RedisSpec, "Redis (L2 cache).")
     postgres: PostgresSpec = _sub(PostgresSpec, "PostgreSQL model store (via PgBouncer).")
     network: NetworkSpec = _sub(NetworkSpec, "Who may reach the detector pods.")
+    monitoring: MonitoringSpec = _sub(MonitoringSpec, "Prometheus scrape objects and alert rules.")
 
 
 class Condition(base.SpecModel):
