@@ -109,3 +109,20 @@ cluster: ## start the local Kubernetes control plane in the background; prints .
 .PHONY: cluster-down
 cluster-down: ## stop the local control plane (whole process group) and remove its state
 	@e2e/cluster.sh stop
+
+# ---- container images (issue #13; README "Container images") -------------------------------------
+.PHONY: images-deps
+images-deps: ## install podman, buildah, runc, catatonit, mmdebstrap, skopeo, docker-registry (Debian)
+	@scripts/images-deps.sh
+
+.PHONY: images
+images: images-deps ## build Debian + Python bases, pynomaly/{detector,operator} and the store images with podman (.images/)
+	@images/build.sh
+
+.PHONY: images-push
+images-push: images-deps ## push the built images to a registry on 127.0.0.1:$${IMAGES_REGISTRY_PORT:-5000} (started if needed)
+	@images/registry.sh push
+
+.PHONY: test-images
+test-images: install controlplane images ## run each image as the operator's pods run it (pytest -m images)
+	$(VENV)/bin/pytest -m images tests/images $(PYTEST_ARGS)
