@@ -61,7 +61,6 @@ def test_operator_image_reconciles_a_sample(
     )
     manifests = pods.Manifests(install)
     deployment = manifests.get("Deployment", "pynomaly-operator")
-    template = deployment["spec"]["template"]
     server = yaml.safe_load(Path(kube_cluster.kubeconfig).read_text())["clusters"][0]["cluster"][
         "server"
     ]
@@ -74,7 +73,7 @@ def test_operator_image_reconciles_a_sample(
         try:
             operator = pod.run(
                 manifests,
-                template,
+                deployment,
                 pod_name="pynomaly-operator-0",
                 image=images["OPERATOR_IMAGE"],
                 service_account=service_account_dir(kube_cluster, pod_workdir / "sa"),
