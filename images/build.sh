@@ -10,8 +10,8 @@
 # then an SBOM per Python image (.images/sbom/) and .images/images.env (the built references,
 # read by the image tests), and an OCI layout with every image (.images/oci, `skopeo copy`).
 # Tags: <version>-<commit> (and <version> for the two project images, the operator's defaults).
-# Steps 1-2 are skipped when their image exists (IMAGES_REBUILD_BASE=1 forces them); the
-# layer cache makes a rebuild with unchanged inputs quick.
+# Step 1 is skipped when its image exists (IMAGES_REBUILD_BASE=1 forces it: a newer Debian
+# point release); the layer cache makes every other step quick when its inputs are unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -71,16 +71,13 @@ if [ -n "${IMAGES_REBUILD_BASE:-}" ] || ! exists "$debian"; then
     --change "LABEL org.opencontainers.image.title=debian-bookworm-mmdebstrap" \
     "$OUT/debian-bookworm.tar" "$debian" >/dev/null
   rm -f "$OUT/debian-bookworm.tar"
-  podman rmi --ignore "$python" >/dev/null 2>&1 || true
 fi
 debian_ref=$(digest_ref "$debian")
 log "debian base: $debian_ref"
 
-# 2. Python 3.11 runtime base from Debian's packages.
-if [ -n "${IMAGES_REBUILD_BASE:-}" ] || ! exists "$python"; then
-  log "python base"
-  build "$python" -- --build-arg "DEBIAN_IMAGE=$debian_ref" -f images/python/Dockerfile images/python
-fi
+# 2. Python 3.11 runtime base from Debian's packages (the layer cache skips it when unchanged).
+log "python base"
+build "$python" -- --build-arg "DEBIAN_IMAGE=$debian_ref" -f images/python/Dockerfile images/python
 python_ref=$(digest_ref "$python")
 log "python base: $python_ref"
 
