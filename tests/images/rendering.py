@@ -1,5 +1,8 @@
 """The objects the operator applies for one AnomalyDetector, rendered by its own builders.
 
+``builders.desired.desired`` is the one assembly the reconcile applies (and
+scripts/render-samples.py renders); this calls it with real random Secret values.
+
 The image tests run what this returns, so a change in a builder (a mount, an env var, a
 probe, a user) reaches the image tests without anyone re-describing a container here.
 Generated Secrets get real random values, as in the reconcile.
@@ -7,11 +10,11 @@ Generated Secrets get real random values, as in the reconcile.
 
 from __future__ import annotations
 
-import secrets as random_secrets
 from collections.abc import Mapping
 from typing import Any
 
 from pynomaly_operator import naming
+from pynomaly_operator.builders import desired
 from pynomaly_operator.specs.detector import AnomalyDetector
 from tests.images.pods import Manifests
 
@@ -31,18 +34,5 @@ def render(body: Mapping[str, Any], *, namespace: str) -> Manifests:
 
 
 def _children(detector: AnomalyDetector, names: naming.Names) -> list[dict[str, Any]]:
-    try:
-        from pynomaly_operator.builders.desired import desired  # type: ignore[import-not-found,unused-ignore]  # the re-laid-out operator
-    except ImportError:
-        from pynomaly_operator.builders import children, signing_key
-        from pynomaly_operator.reconciling import storing
-
-        return [
-            signing_key.secret(names, key=random_secrets.token_urlsafe(48)),
-            *storing.secrets(detector, names),
-            *children.before_stores(detector, names),
-            *storing.objects(detector, names),
-            *children.after_stores(detector, names, store_env=storing.service_env(detector, names)),
-        ]
-    wanted = desired(detector, names, {})
+    wanted = desired.desired(detector, names, {})
     return [*wanted.secrets, *wanted.objects]
