@@ -123,6 +123,10 @@ images: images-deps ## build Debian + Python bases, pynomaly/{detector,operator}
 images-push: images-deps ## push the built images to a registry on 127.0.0.1:$${IMAGES_REGISTRY_PORT:-5000} (started if needed)
 	@images/registry.sh push
 
+.PHONY: images-oci
+images-oci: ## write the built images as an OCI layout in .images/oci (for a node without a registry)
+	@images/registry.sh oci
+
 .PHONY: test-images
 test-images: install controlplane images ## run each image as the operator's pods run it (pytest -m images)
 	$(VENV)/bin/pytest -m images tests/images $(PYTEST_ARGS)

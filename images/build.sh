@@ -8,7 +8,8 @@
 #   4. pynomaly/redis, pynomaly/postgres, pynomaly/pgbouncer  images/<name>/Dockerfile with
 #      --build-arg DEBIAN_IMAGE=<(1) pinned by digest>
 # then an SBOM per Python image (.images/sbom/) and .images/images.env (the built references,
-# read by the image tests), and an OCI layout with every image (.images/oci, `skopeo copy`).
+# read by the image tests). `images/registry.sh push` serves them from a registry on 127.0.0.1,
+# `images/registry.sh oci` writes them as an OCI layout (.images/oci).
 # Tags: <version>-<commit> (and <version> for the two project images, the operator's defaults).
 # Step 1 is skipped when its image exists (IMAGES_REBUILD_BASE=1 forces it: a newer Debian
 # point release); the layer cache makes every other step quick when its inputs are unchanged.
@@ -114,10 +115,5 @@ POSTGRES_IMAGE=localhost/pynomaly/postgres:$tag
 PGBOUNCER_IMAGE=localhost/pynomaly/pgbouncer:$tag
 ENV
 
-# An OCI layout with every image, for a node without a registry (`skopeo copy oci:...`).
-for image in detector operator redis postgres pgbouncer; do
-  skopeo copy --quiet "containers-storage:localhost/pynomaly/$image:$tag" \
-    "oci:$OUT/oci:pynomaly/$image:$tag"
-done
 log "done: $OUT/images.env"
 podman images --filter reference='localhost/pynomaly/*'

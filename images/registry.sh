@@ -5,6 +5,8 @@
 #   images/registry.sh start   start it (state in .images/registry, log .images/registry.log)
 #   images/registry.sh push    start it if needed, push every image of .images/images.env
 #   images/registry.sh stop    stop the registry this script started (its pid file)
+#   images/registry.sh oci     write every image as an OCI layout in .images/oci instead
+#                              (`skopeo copy oci:.images/oci:pynomaly/detector:TAG ...`)
 # IMAGES_REGISTRY_PORT (default 5000) picks the port; it binds 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,8 +53,16 @@ case "${1:-}" in
       podman push --quiet --tls-verify=false "$ref" "docker://$target"
       echo "pushed $target"
     done ;;
+  oci)
+    # shellcheck disable=SC1091
+    . "$OUT/images.env"
+    for ref in "$DETECTOR_IMAGE" "$OPERATOR_IMAGE" "$REDIS_IMAGE" "$POSTGRES_IMAGE" "$PGBOUNCER_IMAGE"; do
+      name=${ref#localhost/}
+      skopeo copy --quiet "containers-storage:$ref" "oci:$OUT/oci:$name"
+      echo "wrote oci:$OUT/oci:$name"
+    done ;;
   stop)
     if running; then kill "$(cat "$pidfile")"; fi
     rm -f "$pidfile" ;;
-  *) echo "usage: $0 start|push|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 start|push|stop|oci" >&2; exit 2 ;;
 esac
