@@ -569,8 +569,9 @@ def _pump(source: socket.socket, target: socket.socket) -> None:
             target.shutdown(socket.SHUT_WR)
 
 
-def forward_into(pod: PodmanPod, port: int) -> socket.socket:
-    """Make the host's 127.0.0.1:``port`` reachable as 127.0.0.1:``port`` inside ``pod``.
+def forward_into(pod: PodmanPod, port: int, *, target: int | None = None) -> socket.socket:
+    """Make the host's 127.0.0.1:``target`` (default ``port``) reachable as
+    127.0.0.1:``port`` inside ``pod``.
 
     For the in-cluster client in the operator image: the kubelet gives a pod the API server's
     address; here the API server listens on the host's loopback, so a relay listens on the
@@ -594,7 +595,7 @@ def forward_into(pod: PodmanPod, port: int) -> socket.socket:
             except OSError:
                 return
             try:
-                outside = socket.create_connection(("127.0.0.1", port), timeout=10)
+                outside = socket.create_connection(("127.0.0.1", target or port), timeout=10)
             except OSError:
                 inside.close()
                 continue

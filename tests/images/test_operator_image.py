@@ -68,8 +68,11 @@ def test_operator_image_reconciles_a_sample(
     assert address.hostname == "127.0.0.1", server
     api_port = int(address.port or 443)
 
-    with pods.podman_pod(pod_name, pod_workdir, namespace=SYSTEM, hostnames=[]) as pod:
-        relay = pods.forward_into(pod, api_port)
+    # In-cluster clients use KUBERNETES_SERVICE_HOST/PORT (lightkube) or
+    # https://kubernetes.default.svc (kopf): both lead to the API server through the relays.
+    in_cluster = ["kubernetes", "kubernetes.default", "kubernetes.default.svc"]
+    with pods.podman_pod(pod_name, pod_workdir, namespace=SYSTEM, hostnames=in_cluster) as pod:
+        relays = [pods.forward_into(pod, api_port), pods.forward_into(pod, 443, target=api_port)]
         try:
             operator = pod.run(
                 manifests,
@@ -112,4 +115,5 @@ def test_operator_image_reconciles_a_sample(
             assert body["status"]["conditions"], body["status"]
             assert operator.probe(operator.spec["livenessProbe"])
         finally:
-            relay.close()
+            for relay in relays:
+                relay.close()
