@@ -70,9 +70,9 @@ class RedisScoreCache:
         self._misses = metrics.CACHE_MISSES.labels("l2")
         self._errors = metrics.CACHE_ERRORS.labels("l2")
 
-    def key(self, model: str, version: int, row_hash: bytes) -> str:
-        """The Redis key of one row's score."""
-        return f"{self.prefix}score:{model}:{version}:{row_hash.hex()}"
+    def key(self, model: str, identity: int | str, row_hash: bytes) -> str:
+        """The Redis key of one row's score under one fitted model (its identity)."""
+        return f"{self.prefix}score:{model}:{identity}:{row_hash.hex()}"
 
     async def get_many(self, keys: Sequence[str]) -> list[float | None]:
         """Scores for ``keys`` (``None`` = miss); all misses while Redis is failing."""
