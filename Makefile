@@ -170,3 +170,24 @@ monitoring-manifests: install ## regenerate manifests/monitoring/ (PrometheusRul
 .PHONY: test-ops
 test-ops: install promtool ## rules (promtool check + unit tests on live series), dashboard, kubectl plugin (tests/ops)
 	$(VENV)/bin/pytest tests/ops $(PYTEST_ARGS)
+
+# ---- container images (issue #13; README "Container images") -------------------------------------
+.PHONY: images-deps
+images-deps: ## install podman, buildah, runc, catatonit, mmdebstrap, skopeo, docker-registry (Debian)
+	@scripts/images-deps.sh
+
+.PHONY: images
+images: images-deps ## build Debian + Python bases, pynomaly/{detector,operator} and the store images with podman (.images/)
+	@images/build.sh
+
+.PHONY: images-push
+images-push: images-deps ## push the built images to a registry on 127.0.0.1:$${IMAGES_REGISTRY_PORT:-5000} (started if needed)
+	@images/registry.sh push
+
+.PHONY: images-oci
+images-oci: ## write the built images as an OCI layout in .images/oci (for a node without a registry)
+	@images/registry.sh oci
+
+.PHONY: test-images
+test-images: install controlplane images ## run each image as the operator's pods run it (pytest -m images)
+	$(VENV)/bin/pytest -m images tests/images $(PYTEST_ARGS)
