@@ -73,27 +73,6 @@ def body(images: dict[str, str]) -> dict[str, Any]:
     }
 
 
-# A defect of the operator's rendered Redis start scripts, found by these tests: they `cp` the
-# ConfigMap's redis.conf (mode 0555, the volume's defaultMode) into the run directory and then
-# append the password to the copy, which as uid 10001 (not root) fails with "Permission
-# denied": cp keeps the read-only mode. Fix in the operator: `cat "$CONF_SRC" > "$CONF_DST"`.
-# Until then the stack test applies exactly that change to the rendered scripts, and
-# test_rendered_redis_start_script_as_the_pod_user (strict xfail) shows the defect.
-CP_CONFIG = 'cp "$CONF_SRC" "$CONF_DST"'
-CAT_CONFIG = 'cat "$CONF_SRC" > "$CONF_DST"'
-
-
-def with_start_script_fix(manifests: pods.Manifests) -> pods.Manifests:
-    fixed = 0
-    for config_map in manifests.of_kind("ConfigMap"):
-        for key, text in config_map.get("data", {}).items():
-            if CP_CONFIG in text:
-                config_map["data"][key] = text.replace(CP_CONFIG, CAT_CONFIG)
-                fixed += 1
-    assert fixed, "the start scripts no longer cp the config: remove with_start_script_fix"
-    return manifests
-
-
 def workload(manifests: pods.Manifests, kind: str, name: str) -> dict[str, Any]:
     return manifests.get(kind, name)
 
@@ -114,7 +93,7 @@ def record(**figures: Any) -> None:
 def test_detector_with_managed_stores(
     images: dict[str, str], pod_workdir: Path, pod_name: str
 ) -> None:
-    manifests = with_start_script_fix(render(body(images), namespace=NAMESPACE))
+    manifests = render(body(images), namespace=NAMESPACE)
     manifests.objects.append(training_config_map())
     detector_workload = workload(manifests, "Deployment", NAME)
     assert (
@@ -225,10 +204,6 @@ def test_detector_with_managed_stores(
             assert container.probe(container.spec["livenessProbe"]), container.name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="operator defect: the Redis start script cps a 0555 ConfigMap file, then appends to it",
-)
 def test_rendered_redis_start_script_as_the_pod_user(
     images: dict[str, str], pod_workdir: Path, pod_name: str
 ) -> None:
