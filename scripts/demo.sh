@@ -208,6 +208,10 @@ PYEOF
   signing_key=$(kubectl get secret "$DETECTOR-signing-key" -n "$NAMESPACE" \
     -o jsonpath='{.data.signing-key}' 2>/dev/null | base64 -d || true)
   [ -n "$signing_key" ] || signing_key=$("$PY" -c 'import secrets; print(secrets.token_hex(32))')
+  kubectl get secret "$DETECTOR-api-token" -n "$NAMESPACE" -o jsonpath='{.data.token}' \
+    2>/dev/null | base64 -d >"$DEMO/api-token" || true
+  [ -s "$DEMO/api-token" ] || "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))' >"$DEMO/api-token"
+  chmod 600 "$DEMO/api-token"
   {
     echo "# overrides for the laptop: loopback, free port, one worker, local stores"
     echo "PYNOMALY_HOST=127.0.0.1"
@@ -219,6 +223,8 @@ PYEOF
     echo "PYNOMALY_MODEL_TRAINING_PATH=$DATA/training.csv"
     echo "PYNOMALY_MODEL_TRAINING_URL="
     echo "PYNOMALY_ARTIFACT_SIGNING_KEY=$signing_key"
+    # In a cluster the API token file is the mounted Secret <name>-api-token; here a copy of it.
+    echo "PYNOMALY_API_TOKEN_FILE=$DEMO/api-token"
     cat "$DEMO/stores.env"
   } >>"$DEMO/service.env"
   echo "$port" >"$DEMO/service.port"
