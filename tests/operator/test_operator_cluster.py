@@ -167,9 +167,20 @@ class Operator:
 @pytest.fixture(scope="module")
 def crd(kube_cluster: Any) -> None:
     kube_cluster.kubectl("apply", "-f", str(ROOT / "crds" / "anomalydetectors.pynomaly.io.yaml"))
-    kube_cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=30s", "crd/anomalydetectors.pynomaly.io"
-    )
+
+    def established() -> bool:
+        # Polled, not `kubectl wait`: right after creation the CRD has no status.conditions
+        # yet, and kubectl wait fails on that instead of waiting.
+        result = kube_cluster.kubectl(
+            "get",
+            "crd/anomalydetectors.pynomaly.io",
+            "-o",
+            'jsonpath={.status.conditions[?(@.type=="Established")].status}',
+            check=False,
+        )
+        return result.stdout.strip() == "True"
+
+    wait_for("CRD established", established, timeout=30)
 
 
 @pytest.fixture
