@@ -46,7 +46,10 @@ test: setup ## run the whole test suite (starts real Redis, Postgres, PgBouncer 
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 .PHONY: check
-check: setup lint types test ## lint + types + tests: exactly what CI runs (the README's test command)
+check: setup lint types test ## lint + types + tests (everything but the image and Argo CD scenarios)
+
+.PHONY: ci
+ci: check test-images test-argocd ## the README's test command, exactly what CI (.ci/run) runs: check, then the images and a live Argo CD
 
 # ---- install manifests, policy checks and the demo (issue #6) --------------------------------
 # checkov lives in its own virtualenv: its pins (packaging, python-dateutil) would downgrade .venv.
