@@ -257,11 +257,15 @@ def test_sample_creates_children_schedules_on_c5_and_reports_ready(
         ("pdb", "fraud"),
         ("networkpolicy", "fraud"),
         ("configmap", "fraud-config"),
-        ("secret", "fraud-signing-key"),
+        ("secret", "fraud-api-token"),
     ]:
         child = kube.get(kind, name)
         assert child is not None, (kind, name)
         assert child["metadata"]["ownerReferences"][0]["uid"] == uid
+    # The signing key lives as long as the model data (external database here): not owned.
+    key = kube.get("secret", "fraud-signing-key")
+    assert key is not None
+    assert not key["metadata"].get("ownerReferences")
 
     pods = json.loads(
         kube.run("get", "pods", "-l", "app.kubernetes.io/instance=fraud", "-o", "json").stdout
