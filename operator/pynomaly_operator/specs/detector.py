@@ -425,6 +425,10 @@ class ReplicasStatus(base.SpecModel):
 class ModelStatus(base.SpecModel):
     """The declared model, and the version the service actually serves (as it reports it)."""
 
+    # Atomic: the operator's server-side apply replaces the whole map, so a field it no
+    # longer reports (or one written by hand) does not linger beside what it observed.
+    model_config = pydantic.ConfigDict(json_schema_extra={"x-kubernetes-map-type": "atomic"})
+
     name: str | None = _field(
         None, "Model name in the registry (spec.model.name or the resource name)."
     )
