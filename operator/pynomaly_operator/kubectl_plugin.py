@@ -223,8 +223,13 @@ def table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
         print("  ".join(cells).rstrip(), file=out)
 
 
-def status(kube: Kube, name: str, explicit_endpoint: str | None, out: TextIO) -> int:
-    """One screen: phase, conditions, endpoint, served model, replicas, store health."""
+def status(
+    kube: Kube, name: str, explicit_endpoint: str | None, out: TextIO, *, token: str | None = None
+) -> int:
+    """One screen: phase, conditions, endpoint, served model, replicas, store health.
+
+    The model is read with the API token when the user may read it (a detector with
+    ``scoringAuth: token`` answers model reads only with one)."""
     detector = _require(kube, name)
     state = detector.get("status") or {}
     namespace = detector["metadata"].get("namespace", kube.current_namespace())
@@ -258,7 +263,8 @@ def status(kube: Kube, name: str, explicit_endpoint: str | None, out: TextIO) ->
     try:
         with endpoint(kube, name, explicit_endpoint) as base:
             _, ready = http("GET", f"{base}/readyz", timeout=10)
-            code, meta = http("GET", f"{base}/v1/models/{model}", timeout=10)
+            secret = _token(kube, name, token)
+            code, meta = http("GET", f"{base}/v1/models/{model}", token=secret, timeout=10)
     except PluginError as error:
         print(f"model:     {model} (service unreachable: {error})", file=out)
         print("stores:    unknown (service unreachable)", file=out)
@@ -491,7 +497,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     kube = Kube(namespace=args.namespace, context=args.context, kubeconfig=args.kubeconfig)
     try:
         if args.command == "status":
-            return status(kube, args.name, args.endpoint, stream)
+            return status(kube, args.name, args.endpoint, stream, token=args.token)
         if args.command == "fit":
             return fit(
                 kube,

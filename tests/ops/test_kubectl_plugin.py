@@ -165,9 +165,19 @@ def service(detector: Kube, tmp_path: Path) -> Iterator[str]:
                     break
             assert time.monotonic() < deadline, "detector service did not start"
             time.sleep(0.2)
-        # The Secret the operator would generate, readable by the analyst (resourceNames).
+        # The operator generated Secret <name>-api-token; it is given this test's token, the
+        # one the service above reads (the demo copies the Secret instead).
+        secret_deadline = time.monotonic() + 60
+        while detector.get("secret", f"{NAME}-api-token") is None:
+            assert time.monotonic() < secret_deadline, "the operator did not create the token"
+            time.sleep(0.5)
         detector.run(
-            "create", "secret", "generic", f"{NAME}-api-token", f"--from-literal=token={TOKEN}"
+            "patch",
+            "secret",
+            f"{NAME}-api-token",
+            "--type=merge",
+            "-p",
+            f'{{"stringData": {{"token": "{TOKEN}"}}}}',
         )
         yield base
     finally:
