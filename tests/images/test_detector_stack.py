@@ -141,8 +141,16 @@ def test_detector_with_managed_stores(
         assert ready["declared_model_loaded"] is True, ready
         assert (ready["database"], ready["redis"]) == ("up", "up"), ready
 
+        # Model management needs the API token the operator generated (Secret <name>-api-token,
+        # mounted as PYNOMALY_API_TOKEN_FILE); without it the service answers 401.
+        token = manifests.secret(f"{NAME}-api-token")["token"].strip()
+        assert pod.request("PUT", port, "/v1/models/api-fitted", body={}).status == 401
         fitted = pod.request(
-            "PUT", port, "/v1/models/api-fitted", body={"algorithm": "IForest", "instances": ROWS}
+            "PUT",
+            port,
+            "/v1/models/api-fitted",
+            body={"algorithm": "IForest", "instances": ROWS},
+            headers={"authorization": f"Bearer {token}"},
         )
         assert fitted.status == 201, fitted.body
         for model in (NAME, "api-fitted"):
