@@ -29,3 +29,38 @@ class OperatorSettings(pydantic_settings.BaseSettings):
     resync_seconds: float = pydantic.Field(default=15.0, gt=0)
     """Seconds between resyncs of every known resource: a missed watch event is corrected
     and a generated Secret deleted by hand is re-created within this interval."""
+
+    leader_election: bool = False
+    """Run as one of several replicas: only the holder of a ``coordination.k8s.io`` Lease
+    reconciles (``reconciling/leading.py``). Off for a single local process; the install
+    manifest turns it on for its two replicas."""
+
+    lease_name: str = pydantic.Field(default="pynomaly-operator", min_length=1)
+    """Name of the Lease the replicas elect their leader on."""
+
+    lease_namespace: str = ""
+    """Namespace of the Lease; empty: the pod's own (``POD_NAMESPACE``), else ``default``."""
+
+    identity: str = ""
+    """This replica's name in the Lease's ``holderIdentity``; empty: ``POD_NAME``, else the
+    host name and process id."""
+
+    lease_seconds: float = pydantic.Field(default=10.0, gt=0)
+    """How long a Lease record may stay unchanged before another replica takes it over: a
+    killed leader is replaced within this plus ``retry_seconds``."""
+
+    renew_deadline_seconds: float = pydantic.Field(default=7.0, gt=0)
+    """The leader stops writing this long after its last successful renew was sent (shorter
+    than ``lease_seconds``, so a cut-off leader stops before anyone may take over)."""
+
+    retry_seconds: float = pydantic.Field(default=2.0, gt=0)
+    """Seconds between attempts to acquire or renew the Lease."""
+
+    @pydantic.model_validator(mode="after")
+    def _lease_timings_nest(self) -> OperatorSettings:
+        if not self.retry_seconds < self.renew_deadline_seconds < self.lease_seconds:
+            raise ValueError(
+                "need retry_seconds < renew_deadline_seconds < lease_seconds "
+                f"(got {self.retry_seconds}, {self.renew_deadline_seconds}, {self.lease_seconds})"
+            )
+        return self

@@ -94,9 +94,9 @@ def test_install_passes_server_side_dry_run(kube_cluster: ControlPlane) -> None:
 def test_operator_pod_is_admitted_under_restricted(installed: ControlPlane) -> None:
     def available() -> bool:
         dep = installed.get_json("deployment", "pynomaly-operator", "-n", SYSTEM)
-        return (dep.get("status") or {}).get("availableReplicas") == 1
+        return (dep.get("status") or {}).get("availableReplicas") == 2
 
-    wait_until(available, timeout=60, what="the operator Deployment's (fake) pod", interval=1)
+    wait_until(available, timeout=60, what="the operator Deployment's (fake) pods", interval=1)
 
 
 def test_service_account_has_least_privilege(installed: ControlPlane) -> None:
@@ -181,11 +181,19 @@ class RunningOperator:
 def operator_as_service_account(
     installed: ControlPlane, restricted_namespace: str, tmp_path: Path
 ) -> Iterator[RunningOperator]:
-    """``pynomaly-operator run`` with the SA's token, watching the test's namespace."""
+    """``pynomaly-operator run`` with the SA's token, watching the test's namespace, electing
+    itself leader on the install's Lease as the Deployment's replicas do (so the Lease RBAC
+    is exercised by the real process)."""
     kubeconfig = _service_account_kubeconfig(installed, tmp_path / "operator.kubeconfig")
     log = tmp_path / "operator.log"
     port = _free_port()
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "PYNOMALY_OPERATOR_LEADER_ELECTION": "true",
+        "PYNOMALY_OPERATOR_LEASE_NAMESPACE": SYSTEM,
+        "PYNOMALY_OPERATOR_IDENTITY": f"test-{restricted_namespace}",
+    }
     with log.open("wb") as out:
         process = subprocess.Popen(
             [

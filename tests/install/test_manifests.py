@@ -79,11 +79,17 @@ def test_rbac_grants_what_kopf_needs(base: list[dict[str, Any]]) -> None:
     ]
 
 
-def test_operator_deployment_is_restricted_single_and_probed(base: list[dict[str, Any]]) -> None:
+def test_operator_deployment_is_restricted_replicated_and_probed(
+    base: list[dict[str, Any]],
+) -> None:
     (dep,) = _by_kind(base, "Deployment")
     spec = dep["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # Two replicas, one leader (a Lease): a rolling update never leaves none running.
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    (pdb,) = _by_kind(base, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == "pynomaly-operator"
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -106,7 +112,34 @@ def test_operator_deployment_is_restricted_single_and_probed(base: list[dict[str
         get = container[probe]["httpGet"]
         assert get["path"] == path
         assert ports[get["port"]] == port
-    assert "--standalone" in container["args"]  # one replica, no kopf peering objects needed
+    assert "--standalone" in container["args"]  # no kopf peering objects: a Lease elects
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PYNOMALY_OPERATOR_LEADER_ELECTION"]["value"] == "true"
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+def test_leader_election_may_touch_one_lease_in_its_namespace(
+    base: list[dict[str, Any]],
+) -> None:
+    (role,) = [r for r in _by_kind(base, "Role") if "leader" in r["metadata"]["name"]]
+    assert role["metadata"]["namespace"] == NAMESPACE
+    granted = {
+        (verb, tuple(rule.get("resourceNames", ())))
+        for rule in role["rules"]
+        for verb in rule["verbs"]
+        if rule["apiGroups"] == ["coordination.k8s.io"] and rule["resources"] == ["leases"]
+    }
+    # create cannot be limited by name in RBAC; everything else names the one Lease.
+    assert granted == {
+        ("create", ()),
+        ("get", ("pynomaly-operator",)),
+        ("update", ("pynomaly-operator",)),
+    }
+    (binding,) = [b for b in _by_kind(base, "RoleBinding") if "leader" in b["metadata"]["name"]]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "pynomaly-operator", "namespace": NAMESPACE}
+    ]
 
 
 def test_operator_namespace_enforces_restricted_pod_security(base: list[dict[str, Any]]) -> None:

@@ -25,7 +25,7 @@ LABELS = {"app.kubernetes.io/managed-by": "pynomaly-operator"}
 @pytest.fixture(scope="module")
 def policed(kube_cluster: ControlPlane) -> ControlPlane:
     """The base install's identity, RBAC and admission policy (no operator pod needed)."""
-    for name in ("namespace", "serviceaccount", "rbac", "admission-policy"):
+    for name in ("namespace", "serviceaccount", "rbac", "leader-election", "admission-policy"):
         kube_cluster.kubectl("apply", "-f", str(MANIFESTS / "base" / f"{name}.yaml"))
     return kube_cluster
 
@@ -119,3 +119,24 @@ def test_namespaced_install_reaches_nothing_outside_its_namespace(
         assert not can("patch", "configmaps", "-n", namespace)
         assert not can("list", "anomalydetectors.pynomaly.io", "-n", namespace)
     assert can("watch", "customresourcedefinitions")
+
+
+def test_operator_may_renew_its_one_lease_and_no_other(policed: ControlPlane) -> None:
+    def can(*args: str) -> bool:
+        result = policed.kubectl("auth", "can-i", f"--as={OPERATOR}", *args, check=False)
+        return result.stdout.strip() == "yes"
+
+    ours = ("leases.coordination.k8s.io/pynomaly-operator", "-n", "pynomaly-system")
+    wait_until(lambda: can("update", *ours), timeout=30, what="leader-election role in force")
+    assert can("get", *ours)
+    assert can("create", "leases.coordination.k8s.io", "-n", "pynomaly-system")
+    assert not can("delete", *ours)
+    assert not can("patch", *ours)
+    other = ("leases.coordination.k8s.io/kube-controller-manager", "-n", "pynomaly-system")
+    assert not can("update", *other)
+    assert not can("get", *other)
+    for verb in ("list", "watch"):
+        assert not can(verb, "leases.coordination.k8s.io", "-n", "pynomaly-system")
+    for namespace in ("kube-system", "default"):
+        assert not can("create", "leases.coordination.k8s.io", "-n", namespace)
+        assert not can("update", "leases.coordination.k8s.io/pynomaly-operator", "-n", namespace)

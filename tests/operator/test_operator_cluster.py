@@ -108,13 +108,21 @@ class Kube:
 class Operator:
     """``pynomaly-operator run --namespace NS`` as a subprocess, its log in a file."""
 
-    def __init__(self, kubeconfig: str, namespace: str, log: pathlib.Path) -> None:
+    def __init__(
+        self,
+        kubeconfig: str,
+        namespace: str,
+        log: pathlib.Path,
+        *,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.kubeconfig, self.namespace, self.log = kubeconfig, namespace, log
+        self.env = dict(env or {})
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig}
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig, **self.env}
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [

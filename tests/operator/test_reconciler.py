@@ -38,6 +38,9 @@ class RecordingApplier:
         self.during_apply = during_apply
         self.writes = None
 
+    def may_write(self) -> bool:
+        return True  # one replica: always the leader
+
     async def uid(self, api_version: str, kind: str, name: str, namespace: str) -> str:
         return f"uid-{name}"
 

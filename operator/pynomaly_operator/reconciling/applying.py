@@ -4,7 +4,9 @@ Everything the operator changes goes through here, with field manager
 ``pynomaly-operator`` and ``force=True`` (the operator is the only rightful owner of the
 fields it sets). Owner references, the namespace and the spec-hash annotation are added in
 ``prepare()``, not by builders. ``Writes`` counts requests so tests and the benchmark can
-check that a steady state costs zero writes.
+check that a steady state costs zero writes. With leader election, every write first asks
+``may_write`` (``leading.Elector.may_write``): a replica that is not the leader raises
+``leading.NotLeadingError`` instead of writing, so two replicas never write at once.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import copy
 import dataclasses
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightkube
@@ -24,7 +26,7 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
 from pynomaly_operator import naming
-from pynomaly_operator.reconciling import comparing
+from pynomaly_operator.reconciling import comparing, leading
 
 logger = logging.getLogger(__name__)
 
@@ -100,15 +102,24 @@ def _rv(obj: Any) -> str:
 class Applier:
     """The operator's API writes (one per operator process)."""
 
-    def __init__(self, client: lightkube.AsyncClient) -> None:
+    def __init__(
+        self, client: lightkube.AsyncClient, *, may_write: Callable[[], bool] | None = None
+    ) -> None:
         # Any: lightkube's overloads want concrete resource classes; ours are looked up
         # at run time from apiVersion/kind.
         self.client: Any = client
         self.writes = Writes()
+        # Whether this replica may write now (the Lease's holder); None: always (one replica).
+        self.may_write: Callable[[], bool] = may_write or (lambda: True)
+
+    def _guard(self) -> None:
+        if not self.may_write():
+            raise leading.NotLeadingError("this replica does not hold the leader Lease")
 
     async def apply(self, obj: Mapping[str, Any]) -> str:
         """Server-side apply; returns the new resourceVersion."""
         metadata = obj["metadata"]
+        self._guard()
         self.writes.applies += 1
         result = await self.client.patch(
             _resource(obj),
@@ -129,6 +140,7 @@ class Applier:
         applied configuration, so later applies that omit it (the HPA owns it) do not reset it.
         """
         metadata = obj["metadata"]
+        self._guard()
         self.writes.applies += 1
         await self.client.patch(
             Deployment.Scale,
@@ -151,6 +163,7 @@ class Applier:
         nothing left to hand over.
         """
         metadata = obj["metadata"]
+        self._guard()
         self.writes.applies += 1
         try:
             await self.client.patch(
@@ -177,6 +190,7 @@ class Applier:
     async def create_if_absent(self, obj: Mapping[str, Any]) -> str | None:
         """Create ``obj`` unless it exists (never overwrites): the new object's UID, or
         ``None`` when it already existed."""
+        self._guard()
         self.writes.creates += 1
         try:
             created = await self.client.create(
@@ -191,6 +205,7 @@ class Applier:
 
     async def delete(self, kind_api: tuple[str, str], name: str, namespace: str) -> None:
         api_version, kind = kind_api
+        self._guard()
         self.writes.deletes += 1
         try:
             await self.client.delete(
@@ -251,6 +266,7 @@ class Applier:
         Returns the resource's new resourceVersion.
         """
         metadata = owner["metadata"]
+        self._guard()
         self.writes.status += 1
         result = await self.client.patch(
             AnomalyDetectorResource.Status,
@@ -298,6 +314,7 @@ class Applier:
             "lastTimestamp": now,
             "count": 1,
         }
+        self._guard()
         self.writes.events += 1
         try:
             await self.client.create(codecs.from_dict(event))

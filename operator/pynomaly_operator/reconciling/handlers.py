@@ -14,6 +14,10 @@ Observation reads kopf's in-memory indexes, so a reconcile at steady state write
 its only requests are reads: one GET per generated Secret per resync, and one GET of a
 configured training ConfigMap.
 
+With ``OperatorSettings.leader_election`` (the install's two replicas), an ``leading.Elector``
+holds a Lease: every replica watches and indexes, only the leader reconciles; on taking over,
+the new leader reconciles every known resource at once (``_take_over``).
+
 Process state (the settings, the reconciler, the resync task) lives in kopf's ``memo``,
 created by the startup handler: nothing is read from the environment at import time.
 """
@@ -24,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -32,7 +37,7 @@ import lightkube
 
 from pynomaly_operator import naming
 from pynomaly_operator import settings as _settings
-from pynomaly_operator.reconciling import applying, observing, reconciler, serving
+from pynomaly_operator.reconciling import applying, leading, observing, reconciler, serving
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +66,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.finalizer = (
         f"{naming.GROUP}/unused-finalizer"  # never added: no delete handlers
     )
-    settings.peering.standalone = True  # one replica, Deployment strategy Recreate (see README)
+    settings.peering.standalone = True  # no kopf peering: a Lease elects the leader (leading.py)
     settings.batching.error_delays = (1, 2, 5, 10)
     # kopf logs every handler/indexer success per event at INFO; with hundreds of resources
     # that is most of the operator's CPU. Keep warnings and errors (and our own INFO lines).
@@ -99,8 +104,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     lookups = _Lookups(_indices(kwargs))
     client = lightkube.AsyncClient(field_manager=naming.FIELD_MANAGER)
     in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    elector = _elector(client, operator_settings, memo, lookups)
     memo.reconciler = reconciler.Reconciler(
-        applying.Applier(client),
+        applying.Applier(client, may_write=elector.may_write if elector else None),
         body_of=lookups.body_of,
         children_of=lookups.children_of,
         served_model=(
@@ -111,15 +117,70 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         _resync(lookups, memo.reconciler, operator_settings.resync_seconds),
         name="pynomaly-resync",
     )
+    if elector is not None:
+        memo.elector = elector
+        memo.electing = asyncio.create_task(elector.run(), name="pynomaly-leader-election")
+
+
+def _elector(
+    client: lightkube.AsyncClient,
+    operator_settings: _settings.OperatorSettings,
+    memo: kopf.Memo,
+    lookups: _Lookups,
+) -> leading.Elector | None:
+    if not operator_settings.leader_election:
+        return None
+
+    async def started() -> None:
+        # Not awaited here: reconciling every resource must not delay the next renew.
+        memo.take_over = asyncio.create_task(_take_over(lookups, memo), name="pynomaly-take-over")
+
+    async def stopped() -> None:
+        found = _reconciler(memo)
+        if found is not None:
+            found.reset()
+
+    return leading.Elector(
+        client,
+        name=operator_settings.lease_name,
+        namespace=operator_settings.lease_namespace
+        or os.environ.get("POD_NAMESPACE", "")
+        or "default",
+        identity=operator_settings.identity
+        or os.environ.get("POD_NAME", "")
+        or f"{socket.gethostname()}-{os.getpid()}",
+        lease_seconds=operator_settings.lease_seconds,
+        renew_deadline_seconds=operator_settings.renew_deadline_seconds,
+        retry_seconds=operator_settings.retry_seconds,
+        on_started=started,
+        on_stopped=stopped,
+    )
+
+
+async def _take_over(lookups: _Lookups, memo: kopf.Memo) -> None:
+    """The new leader reconciles every known resource (what it missed while standing by)."""
+    runner = _reconciler(memo)
+    if runner is None:
+        return
+    runner.reset()
+    for key in lookups.detector_keys():
+        try:
+            await runner.trigger(key)
+        except Exception:  # one broken resource must not stop the others
+            logger.exception("take-over reconcile of %s/%s failed", *key)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    resync: asyncio.Task[None] | None = getattr(memo, "resync", None)
-    if resync is not None:
-        resync.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await resync
+    for task_name in ("electing", "take_over", "resync"):
+        task: asyncio.Task[None] | None = getattr(memo, task_name, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    elector: leading.Elector | None = getattr(memo, "elector", None)
+    if elector is not None:
+        await elector.release()  # a rolling update hands over at once
     found = _reconciler(memo)
     if found is not None:
         logger.info("API requests made by reconciles: %s", found.applier.writes)

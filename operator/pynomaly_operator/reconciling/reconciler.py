@@ -10,7 +10,9 @@
 
 Create, update, resume, the periodic resync and events on children all end up in
 ``Reconciler.reconcile``; runs for one resource are coalesced (a trigger arriving while a
-run is in progress causes exactly one more run, with the newest body).
+run is in progress causes exactly one more run, with the newest body). With leader
+election, a replica that does not hold the Lease ignores triggers (``Applier.may_write``);
+the one that takes it over reconciles every known resource (``reset`` + ``trigger``).
 
 A spec that passes the schema but cannot work (``status.problems``) sets Degraded, posts one
 Event and leaves the existing workload untouched: nothing is applied until it is fixed.
@@ -32,7 +34,7 @@ from lightkube.core.exceptions import ApiError
 from pynomaly_operator import naming, status
 from pynomaly_operator.builders import desired as desired_state
 from pynomaly_operator.builders.detector import api_token, monitoring
-from pynomaly_operator.reconciling import applying, comparing, observing
+from pynomaly_operator.reconciling import applying, comparing, leading, observing
 from pynomaly_operator.specs import detector as specs
 from pynomaly_operator.status import conditions, events, problems
 from pynomaly_operator.values import as_int
@@ -95,7 +97,9 @@ class Reconciler:
 
     # --- triggering -------------------------------------------------------------------
     async def trigger(self, key: observing.Key) -> None:
-        """Reconcile ``key`` now, or once more after the run in progress."""
+        """Reconcile ``key`` now, or once more after the run in progress (leader only)."""
+        if not self.applier.may_write():
+            return  # a standby replica: the leader reconciles
         if key in self._running:
             self._dirty.add(key)
             return
@@ -116,6 +120,8 @@ class Reconciler:
     async def _guarded(self, key: observing.Key, body: Mapping[str, Any]) -> None:
         try:
             await self.reconcile(key, body)
+        except leading.NotLeadingError:
+            logger.info("reconcile %s/%s stopped: leadership lost", *key)
         except ApiError as exc:
             logger.warning("reconcile %s/%s: API error %s", *key, exc)
         except (TimeoutError, OSError, httpx2.HTTPError) as exc:
@@ -332,6 +338,11 @@ class Reconciler:
                     "install the Prometheus Operator CRDs; retried at the next resync",
                 )
             return None
+
+    def reset(self) -> None:
+        """Forget what this process wrote (leadership changed hands: another replica may
+        have written since, so nothing remembered can be trusted)."""
+        self._memory.clear()
 
     def forget_secrets(self, key: observing.Key) -> None:
         """The resync is due: the next reconcile checks the generated Secrets still exist."""
