@@ -285,3 +285,20 @@ def test_grpc_port_is_refused_where_http_or_metrics_listen() -> None:
     for port in (8000, 9090):
         with pytest.raises(pydantic.ValidationError, match="grpcPort must differ"):
             parse({"server": {"grpcPort": port}})
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_probes_hit_the_supervisors_listener_on_the_metrics_port(case: str) -> None:
+    """/livez and /readyz are answered by the supervisor on the metrics port (9090), never
+    on the API port, where slow clients could hold every connection a probe needs."""
+    (dep,) = [o for o in rendered(case) if o["kind"] == "Deployment"]
+    (cm,) = [o for o in rendered(case) if o["kind"] == "ConfigMap"]
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == 9090 != ports["http"]
+    # The service's probe listener binds PYNOMALY_METRICS_PORT: it must be that same port.
+    assert cm["data"]["PYNOMALY_METRICS_PORT"] == "9090"
+    paths = {"startupProbe": "/livez", "livenessProbe": "/livez", "readinessProbe": "/readyz"}
+    for probe, path in paths.items():
+        get = container[probe]["httpGet"]
+        assert (get["path"], ports[get["port"]]) == (path, 9090), probe

@@ -152,9 +152,12 @@ def deployment(
                         "memory": spec.resources.limits.memory,
                     },
                 },
-                "startupProbe": pods.http_probe("/livez", port="http", period=5, failures=60),
-                "livenessProbe": pods.http_probe("/livez", port="http", period=10, failures=3),
-                "readinessProbe": pods.http_probe("/readyz", port="http", period=5, failures=3),
+                # On the metrics port: the supervisor answers /livez and /readyz there from
+                # its own threads (probes.ProbeServer), so a probe never queues behind
+                # clients holding the API port's connections.
+                "startupProbe": pods.http_probe("/livez", port="metrics", period=5, failures=60),
+                "livenessProbe": pods.http_probe("/livez", port="metrics", period=10, failures=3),
+                "readinessProbe": pods.http_probe("/readyz", port="metrics", period=5, failures=3),
                 "securityContext": pods.container_security_context(),
                 "volumeMounts": mounts,
             }
