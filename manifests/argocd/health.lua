@@ -60,6 +60,13 @@ local ready = condition(status, "Ready")
 local degraded = condition(status, "Degraded")
 local progressing = condition(status, "Progressing")
 
+-- A Ready condition stamped for an older generation says nothing about this one.
+if ready ~= nil and ready.observedGeneration ~= nil and ready.observedGeneration < generation then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to report generation " .. tostring(generation)
+  return hs
+end
+
 if status.phase == "Failed" then
   hs.status = "Degraded"
   hs.message = describe(degraded, describe(ready, "The operator reports phase Failed"))

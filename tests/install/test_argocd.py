@@ -197,6 +197,23 @@ def _deployment(*, replicas: int, ready: int, deadline: bool = False) -> dict[st
     }
 
 
+def _just_applied(deployment: dict[str, Any]) -> dict[str, Any]:
+    from pynomaly_operator.status import conditions
+
+    ident = ("Deployment", "fraud")
+    shown: dict[str, Any] = conditions.awaiting({ident: deployment}, {ident})[ident]
+    return shown
+
+
+def _rolling(deployment: dict[str, Any]) -> dict[str, Any]:
+    """Observed by its controller, one new pod of three up so far."""
+    return {
+        **deployment,
+        "metadata": {"generation": 2},
+        "status": {**deployment["status"], "observedGeneration": 2, "updatedReplicas": 1},
+    }
+
+
 def _store(type_: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
     return {
         "type": type_,
@@ -238,6 +255,26 @@ OBSERVED: dict[str, tuple[dict[str, Any], dict[str, Any], str, str]] = {
         {"deployment": _deployment(replicas=3, ready=3), "store_conditions": STORES_READY},
         "Healthy",
         "serving at http://fraud.payments.svc:8000",
+    ),
+    # The reconcile that applies a spec change sees the old template's pods all ready: the
+    # status it writes for the new generation must still read Progressing (not Healthy).
+    "spec-change-just-applied": (
+        {},
+        {
+            "deployment": _just_applied(_deployment(replicas=3, ready=3)),
+            "store_conditions": STORES_READY,
+        },
+        "Progressing",
+        "not observed yet",
+    ),
+    "spec-change-observed-rolling": (
+        {},
+        {
+            "deployment": _rolling(_deployment(replicas=3, ready=3)),
+            "store_conditions": STORES_READY,
+        },
+        "Progressing",
+        "1 updated",
     ),
     "budget-exceeded": (
         {},
@@ -321,3 +358,13 @@ def test_health_when_the_operator_lags_a_new_generation() -> None:
     obj = _operator_view(spec, observed, generation=1)
     obj["metadata"]["generation"] = 2  # the user applied a change the operator has not seen
     assert run_health(HEALTH, obj)["status"] == "Progressing"
+
+
+def test_a_ready_condition_of_an_older_generation_is_progressing() -> None:
+    """status.observedGeneration caught up but Ready is still stamped for the previous
+    generation (written by an older operator, or mid-update): not Healthy."""
+    stale_ready = {**READY["conditions"][0], "observedGeneration": 1}
+    status = {**READY, "conditions": [stale_ready, *READY["conditions"][1:]]}
+    hs = run_health(HEALTH, _detector(generation=2, status=status))
+    assert hs["status"] == "Progressing"
+    assert "generation 2" in hs["message"]

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pynomaly_operator import naming
-from pynomaly_operator.reconciling import reconciler
+from pynomaly_operator.reconciling import applying, reconciler
 
 KEY = ("payments", "fraud")
 BODY: dict[str, Any] = {
@@ -52,13 +52,13 @@ class RecordingApplier:
     async def get(self, *args: Any) -> None:
         return None
 
-    async def apply(self, obj: Mapping[str, Any]) -> str:
+    async def apply(self, obj: Mapping[str, Any]) -> applying.Applied:
         self.applied.append(dict(obj))
         if self.during_apply is not None:
             hook, self.during_apply = self.during_apply, None
             hook()
             await asyncio.sleep(0)
-        return str(len(self.applied) + 1)
+        return applying.Applied(str(len(self.applied) + 1), 1)
 
     async def scale(self, *args: Any) -> None:
         return None

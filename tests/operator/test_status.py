@@ -186,3 +186,60 @@ def test_paused_is_reported() -> None:
 def test_unevaluated_hpa_does_not_report_zero_desired() -> None:
     fresh = {"status": {"currentReplicas": 0, "desiredReplicas": 0}}
     assert compute(parse(), hpa=fresh)["replicas"] == {"desired": 3, "ready": 3}
+
+
+def test_a_just_applied_deployment_is_not_ready_for_the_new_generation() -> None:
+    """The reconcile that applies a new template observed the old one's pods, all ready:
+    status must read Progressing for the new generation, not Ready."""
+    from pynomaly_operator.status import conditions
+
+    ident = ("Deployment", "fraud")
+    shown = conditions.awaiting({ident: deployment()}, {ident})[ident]
+    result = compute(parse(), deployment=shown)
+    assert result["phase"] == "Progressing"
+    assert conds(result)["Ready"]["status"] == "False"
+    assert conds(result)["Progressing"]["status"] == "True"
+    assert "not observed yet" in conds(result)["DetectorReady"]["message"]
+    # Objects that are not workloads, or not changed, are shown as observed.
+    children = {ident: deployment(), ("ConfigMap", "fraud-config"): {"data": {}}}
+    assert conditions.awaiting(children, {("ConfigMap", "fraud-config")}) == children
+
+
+def test_store_workloads_are_ready_only_once_they_run_the_current_spec() -> None:
+    from pynomaly_operator import naming
+    from pynomaly_operator.status import conditions
+
+    detector = parse({"redis": {"mode": "none"}})
+    names = naming.Names(instance="fraud", namespace="p")
+
+    def pooler(**status_fields: int) -> dict[str, Any]:
+        statefulset = {
+            "metadata": {"generation": 3},
+            "status": {"observedGeneration": 3, "readyReplicas": 1, "updatedReplicas": 1},
+        }
+        pgbouncer = {
+            "metadata": {"generation": 5},
+            "status": {
+                "observedGeneration": 5,
+                "readyReplicas": 2,
+                "updatedReplicas": 2,
+                **status_fields,
+            },
+        }
+        children = {
+            ("StatefulSet", names.postgres): statefulset,
+            ("Deployment", names.pgbouncer): pgbouncer,
+        }
+        database, pooler_ready = conditions.database_ready(detector, names, children)
+        assert database["status"] == "True"
+        return dict(pooler_ready)
+
+    assert pooler()["status"] == "True"
+    not_observed = pooler(observedGeneration=4)
+    assert (not_observed["status"], not_observed["message"]) == (
+        "False",
+        "pgbouncer: spec change not observed yet",
+    )
+    old_pods = pooler(updatedReplicas=1)
+    assert old_pods["status"] == "False"
+    assert "1 updated" in old_pods["message"]

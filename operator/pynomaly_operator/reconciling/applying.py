@@ -16,7 +16,7 @@ import dataclasses
 import datetime
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightkube
 from lightkube import codecs
@@ -41,6 +41,14 @@ for _kind, _plural in (
     ("PrometheusRule", "prometheusrules"),
 ):
     create_namespaced_resource("monitoring.coreos.com", "v1", _kind, _plural)
+
+
+class Applied(NamedTuple):
+    """What the API server answered to an apply: the object's new resourceVersion and
+    generation (a generation that moved means its controller has a spec to catch up with)."""
+
+    resource_version: str
+    generation: int
 
 
 @dataclasses.dataclass
@@ -116,8 +124,8 @@ class Applier:
         if not self.may_write():
             raise leading.NotLeadingError("this replica does not hold the leader Lease")
 
-    async def apply(self, obj: Mapping[str, Any]) -> str:
-        """Server-side apply; returns the new resourceVersion."""
+    async def apply(self, obj: Mapping[str, Any]) -> Applied:
+        """Server-side apply; returns the new resourceVersion and generation."""
         metadata = obj["metadata"]
         self._guard()
         self.writes.applies += 1
@@ -131,7 +139,8 @@ class Applier:
             force=True,
         )
         logger.info("applied %s/%s", obj["kind"], metadata["name"])
-        return _rv(result)
+        generation = getattr(getattr(result, "metadata", None), "generation", 0)
+        return Applied(_rv(result), int(generation or 0))
 
     async def scale(self, obj: Mapping[str, Any], replicas: int) -> None:
         """Set a new Deployment's replicas through its scale subresource.

@@ -62,8 +62,8 @@ class _Memory:
     secrets: dict[str, str] = dataclasses.field(default_factory=dict)
     secrets_owned: dict[str, bool] = dataclasses.field(default_factory=dict)
     warned: set[str] = dataclasses.field(default_factory=set)  # ownership warnings posted
-    # (kind, name) -> (spec hash, resourceVersion) of this process's last apply
-    applied: dict[tuple[str, str], tuple[str, int]] = dataclasses.field(default_factory=dict)
+    # (kind, name) -> (spec hash, resourceVersion, generation) of this process's last apply
+    applied: dict[tuple[str, str], tuple[str, int, int]] = dataclasses.field(default_factory=dict)
     degraded_reason: str | None = None
     # The served model as the service last reported it, and whether it was asked since the
     # last resync (it is asked at most once per resync, and only while the detector is ready).
@@ -146,17 +146,21 @@ class Reconciler:
 
         observed = await self._observe(key, detector, names, memory)
         found = problems.problems(detector, training=observed.training)
+        pending: set[tuple[str, str]] = set()
         if not found and not detector.spec.paused:
             try:
-                await self._apply(body, detector, names, observed, memory)
+                pending = await self._apply(body, detector, names, observed, memory)
             except ApiError as exc:
                 message = f"{exc.status.reason or ''}: {exc.status.message or exc}"
                 found = [{"reason": status.REASON_APPLY_FAILED, "message": message[:900]}]
+        # A workload this run has just changed has not observed its new spec, whatever the
+        # observation says: status must not claim this generation Ready until it has.
+        children = conditions.awaiting(observed.children, pending)
         new = status.compute(
             detector,
-            deployment=observed.get("Deployment", names.detector),
+            deployment=children.get(("Deployment", names.detector)),
             hpa=observed.get("HorizontalPodAutoscaler", names.detector),
-            store_conditions=conditions.stores(detector, names, observed.children),
+            store_conditions=conditions.stores(detector, names, children),
             problems=found,
             previous=body.get("status"),
             now=now(),
@@ -241,7 +245,10 @@ class Reconciler:
         names: naming.Names,
         observed: observing.Observed,
         memory: _Memory,
-    ) -> None:
+    ) -> set[tuple[str, str]]:
+        """Apply what differs; returns the children whose spec this run (or an earlier apply
+        the index has not caught up with) changed: their observed status is out of date.
+        """
         # Generated Secrets: created when absent, never regenerated or updated (a new password
         # would lock running pods out of their data). The pod templates that read a Secret
         # carry its UID (``secret_versions``): one re-created by hand has a new UID and value,
@@ -276,6 +283,7 @@ class Reconciler:
             plan = desired_state.desired(detector, names, uids)
 
         wanted: set[tuple[str, str]] = set()
+        pending: set[tuple[str, str]] = set()
         for obj in plan.objects:
             prepared = applying.prepare(obj, body)
             ident = (str(prepared["kind"]), str(prepared["metadata"]["name"]))
@@ -285,18 +293,23 @@ class Reconciler:
             if comparing.up_to_date(live, prepared):
                 continue
             if _lagging(live, memory.applied.get(ident), digest):
+                # Our own apply has not reached the index: the live body is older than it.
+                if _moved(live, memory.applied[ident][2]):
+                    pending.add(ident)
                 continue
             if _stops_applying_replicas(live, prepared):
                 # Autoscaling was switched on: keep today's count while the HPA takes over.
                 replicas = as_int(((live or {}).get("spec") or {}).get("replicas"))
                 await self.applier.hand_over_replicas(prepared, replicas)
             if ident[0] in monitoring.KINDS:
-                version = await self._apply_optional(body, prepared, memory)
-                if version is None:
+                result = await self._apply_optional(body, prepared, memory)
+                if result is None:
                     continue
             else:
-                version = await self.applier.apply(prepared)
-            memory.applied[ident] = (digest, as_int(version))
+                result = await self.applier.apply(prepared)
+            memory.applied[ident] = (digest, as_int(result.resource_version), result.generation)
+            if _moved(live, result.generation):
+                pending.add(ident)
             scaling = detector.spec.autoscaling
             if live is None and ident == ("Deployment", names.detector) and scaling.enabled:
                 # A new Deployment starts at 1 replica; start it at the HPA's floor instead
@@ -312,10 +325,11 @@ class Reconciler:
                 continue
             await self.applier.delete((str(live.get("apiVersion")), kind), name, detector.namespace)
             memory.applied.pop((kind, name), None)
+        return pending
 
     async def _apply_optional(
         self, body: Mapping[str, Any], prepared: Mapping[str, Any], memory: _Memory
-    ) -> str | None:
+    ) -> applying.Applied | None:
         """Apply a Prometheus Operator object; ``None`` when the API server does not serve
         its kind (CRDs not installed): one Warning Event, nothing else fails. How the operator
         knows: the apply answers 404 for an unserved kind (no discovery, no extra RBAC)."""
@@ -436,7 +450,17 @@ def controlled_by(live: Mapping[str, Any], owner_uid: str) -> bool:
     )
 
 
-def _lagging(live: Mapping[str, Any] | None, applied: tuple[str, int] | None, digest: str) -> bool:
+def _moved(live: Mapping[str, Any] | None, generation: int) -> bool:
+    """Whether an apply that left the object at ``generation`` changed the spec ``live`` had
+    (its controller has something to catch up with). A new object has no status to trust."""
+    if live is None:
+        return True
+    return generation > as_int((live.get("metadata") or {}).get("generation"))
+
+
+def _lagging(
+    live: Mapping[str, Any] | None, applied: tuple[str, int, int] | None, digest: str
+) -> bool:
     """Whether the index has not caught up with this process's own last apply of ``digest``.
 
     A hand deletion arrives as a DELETED event, which clears ``applied`` (``forget_child``);

@@ -34,6 +34,27 @@ def condition(type_: str, ok: bool | None, reason: str, message: str = "") -> Co
     return {"type": type_, "status": status, "reason": reason, "message": message}
 
 
+WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet"})
+
+
+def awaiting(children: Children, changed: set[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """``children`` with each workload in ``changed`` (its spec just applied) shown as not
+    having observed it: its generation one past the one observed, so every condition built
+    from it reads "spec change not observed yet" until a newer observation arrives. A new
+    generation is never reported Ready on the strength of the previous one's pods.
+    """
+    out: dict[tuple[str, str], Any] = dict(children)
+    for ident in changed:
+        live = children.get(ident)
+        if ident[0] not in WORKLOAD_KINDS or live is None:
+            continue
+        metadata = dict(live.get("metadata") or {})
+        observed = as_int((live.get("status") or {}).get("observedGeneration"))
+        metadata["generation"] = max(as_int(metadata.get("generation")), observed) + 1
+        out[ident] = {**live, "metadata": metadata}
+    return out
+
+
 # --- the detector -------------------------------------------------------------------------
 
 
@@ -92,14 +113,20 @@ def scaling_active(detector: specs.AnomalyDetector, hpa: Mapping[str, Any] | Non
 def _replicas_ready(
     children: Children, kind: str, name: str, *, want: int, what: str
 ) -> tuple[bool, str, str]:
-    """(ready, reason, message) of one workload from its status counters."""
+    """(ready, reason, message) of one workload from its status counters: ready only once
+    its controller has observed the current spec and every wanted replica runs it."""
     live = children.get((kind, name))
     if live is None:
         return False, reasons.REASON_NOT_FOUND, f"{kind} {name} not observed yet"
-    ready = as_int((live.get("status") or {}).get("readyReplicas"))
-    if ready >= want:
+    status = live.get("status") or {}
+    generation = as_int((live.get("metadata") or {}).get("generation"))
+    if as_int(status.get("observedGeneration")) < generation:
+        return False, reasons.REASON_PROGRESSING, f"{what}: spec change not observed yet"
+    ready = as_int(status.get("readyReplicas"))
+    updated = as_int(status.get("updatedReplicas", ready))
+    if ready >= want and updated >= want:
         return True, reasons.REASON_READY, f"{what}: {ready}/{want} ready"
-    return False, reasons.REASON_PROGRESSING, f"{what}: {ready}/{want} ready"
+    return False, reasons.REASON_PROGRESSING, f"{what}: {ready}/{want} ready, {updated} updated"
 
 
 def redis_ready(
