@@ -52,6 +52,9 @@ class RecordingApplier:
     async def get(self, *args: Any) -> None:
         return None
 
+    async def find(self, *args: Any) -> tuple[None, bool]:
+        return None, False  # no Prometheus Operator kinds served
+
     async def apply(self, obj: Mapping[str, Any]) -> applying.Applied:
         self.applied.append(dict(obj))
         if self.during_apply is not None:

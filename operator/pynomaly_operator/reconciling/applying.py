@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+import httpx2  # lightkube's HTTP client
 import lightkube
 from lightkube import codecs
 from lightkube.core.exceptions import ApiError
@@ -236,6 +237,30 @@ class Applier:
             if exc.status.code == 404:
                 return None
             raise
+
+    async def find(
+        self, api_version: str, kind: str, name: str, namespace: str
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """(the object or ``None``, whether the API server serves its kind at all). A 404
+        for a missing object names it in its details; one for an unserved kind does not."""
+        self.writes.reads += 1
+        try:
+            found = await self.client.get(
+                codecs.resource_registry.load(api_version, kind), name, namespace=namespace
+            )
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+            details = exc.status.details
+            return None, bool(details is not None and getattr(details, "name", None))
+        except httpx2.HTTPStatusError as exc:
+            # An API group the server does not know answers a plain-text "404 page not
+            # found", which lightkube cannot parse into an ApiError.
+            if exc.response.status_code != 404:
+                raise
+            return None, False
+        result: dict[str, Any] = found.to_dict()
+        return result, True
 
     async def identity(
         self, api_version: str, kind: str, name: str, namespace: str

@@ -24,6 +24,7 @@ import base64
 import dataclasses
 import datetime
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -44,6 +45,10 @@ logger = logging.getLogger(__name__)
 BodyLookup = Callable[[observing.Key], Mapping[str, Any] | None]
 ChildrenLookup = Callable[[observing.Key], Iterable[Mapping[str, Any]]]
 ServedLookup = Callable[[str, str, str | None], Awaitable[dict[str, Any] | None]]
+
+
+UNSERVED_MEMORY_SECONDS = 60.0
+"""How long an unserved Prometheus Operator kind is not looked up again for pruning."""
 
 
 def now() -> str:
@@ -73,6 +78,8 @@ class _Memory:
     # Emptied at each resync, so a CRD installed later is picked up.
     unserved: set[str] = dataclasses.field(default_factory=set)
     unserved_announced: set[str] = dataclasses.field(default_factory=set)
+    # Prometheus Operator kinds wanted when the unwanted ones were last checked for pruning.
+    monitoring_checked: frozenset[str] | None = None
 
 
 class Reconciler:
@@ -94,6 +101,9 @@ class Reconciler:
         self._running: set[observing.Key] = set()
         self._dirty: set[observing.Key] = set()
         self._memory: dict[observing.Key, _Memory] = {}
+        # Prometheus Operator kinds the API server answered "not served" for, until when
+        # (process-wide: the answer is the same for every resource).
+        self._unserved_until: dict[str, float] = {}
 
     # --- triggering -------------------------------------------------------------------
     async def trigger(self, key: observing.Key) -> None:
@@ -325,7 +335,46 @@ class Reconciler:
                 continue
             await self.applier.delete((str(live.get("apiVersion")), kind), name, detector.namespace)
             memory.applied.pop((kind, name), None)
+        await self._prune_monitoring(detector, names, wanted, memory)
         return pending
+
+    async def _prune_monitoring(
+        self,
+        detector: specs.AnomalyDetector,
+        names: naming.Names,
+        wanted: set[tuple[str, str]],
+        memory: _Memory,
+    ) -> None:
+        """Delete the Prometheus Operator objects ``spec.monitoring`` no longer asks for.
+
+        They are not watched (their CRDs may be absent, and watching would need list/watch
+        on them), so the pruning above never sees them. Instead each one not wanted is
+        looked up by name when the wanted set changes, and once per resource per process
+        (it may have been created before a restart), and deleted only when this resource
+        controls it: a hand-made object of the same name stays. At steady state: no request.
+        """
+        kinds = frozenset(kind for kind, _ in wanted if kind in monitoring.KINDS)
+        if memory.monitoring_checked == kinds:
+            return
+        now = time.monotonic()
+        for kind in sorted(monitoring.KINDS - kinds):
+            ours = (kind, names.detector) in memory.applied
+            if not ours and self._unserved_until.get(kind, 0.0) > now:
+                continue  # the API server did not serve the kind a moment ago: none exists
+            try:
+                live, served = await self.applier.find(
+                    monitoring.API_VERSION, kind, names.detector, detector.namespace
+                )
+                if not served:  # spare every other resource the same GET for a while
+                    self._unserved_until[kind] = now + UNSERVED_MEMORY_SECONDS
+                if live is not None and controlled_by(live, detector.uid):
+                    await self.applier.delete(
+                        (monitoring.API_VERSION, kind), names.detector, detector.namespace
+                    )
+                    memory.applied.pop((kind, names.detector), None)
+            except ApiError as exc:  # e.g. no RBAC for the kind: nothing of ours can exist
+                logger.warning("%s/%s %s: %s", detector.namespace, names.detector, kind, exc)
+        memory.monitoring_checked = kinds
 
     async def _apply_optional(
         self, body: Mapping[str, Any], prepared: Mapping[str, Any], memory: _Memory
@@ -338,8 +387,10 @@ class Reconciler:
             return None  # until the next resync
         try:
             return await self.applier.apply(prepared)
-        except ApiError as exc:
-            if exc.status.code != 404:
+        except (ApiError, httpx2.HTTPStatusError) as exc:
+            # An unknown API group answers a plain-text 404 (not an ApiError).
+            code = exc.status.code if isinstance(exc, ApiError) else exc.response.status_code
+            if code != 404:
                 raise
             memory.unserved.add(kind)
             if kind not in memory.unserved_announced:
