@@ -11,9 +11,11 @@ Every function returns fresh dicts, so callers may extend them.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
+from pynomaly_operator import naming
 from pynomaly_operator.specs import base
 from pynomaly_operator.specs.redis import ComputeResources, Persistence
 
@@ -88,6 +90,17 @@ def exec_probe(command: str, *, period: int = 10, failures: int = 3) -> dict[str
         "timeoutSeconds": 5,
         "failureThreshold": failures,
     }
+
+
+def probe_pair(readiness: dict[str, Any], *, initial_delay: int | None = None) -> dict[str, Any]:
+    """``readinessProbe`` and a ``livenessProbe`` of the same check, slower and more patient
+    (every 10 s, 6 failures: a store busy with a checkpoint or a resync is not restarted),
+    after ``initial_delay`` seconds when given. Spread into a container dict."""
+    # A deep copy: shared sub-dicts would alias (YAML anchors) and leak later edits.
+    liveness = {**copy.deepcopy(readiness), "periodSeconds": 10, "failureThreshold": 6}
+    if initial_delay is not None:
+        liveness["initialDelaySeconds"] = initial_delay
+    return {"readinessProbe": readiness, "livenessProbe": liveness}
 
 
 # --- env ----------------------------------------------------------------------------------
@@ -191,6 +204,31 @@ def pdb(
     }
 
 
+def component(names: naming.Names, component: str, *, name: str) -> dict[str, Any]:
+    """The keyword arguments every per-component object shares (``service``,
+    ``headless_service``, ``pdb``, ``network_policy``): its name, the component's labels and
+    the selector of the component's pods."""
+    return {"name": name, "labels": names.labels(component), "selector": names.selector(component)}
+
+
+def named_port(name: str, port: int) -> dict[str, Any]:
+    """A Service port forwarding to the container port of the same name."""
+    return {"name": name, "port": port, "targetPort": name}
+
+
+# --- config mounted from the component's ConfigMap ------------------------------------------
+
+
+def config_volume(config_map: str) -> dict[str, Any]:
+    """Volume ``config``: the ConfigMap's keys as files, executable (scripts run with sh)."""
+    return {"name": "config", "configMap": {"name": config_map, "defaultMode": 0o555}}
+
+
+def config_mount(path: str) -> dict[str, Any]:
+    """Mount of volume ``config`` at ``path``, read-only."""
+    return {"name": "config", "mountPath": path, "readOnly": True}
+
+
 # --- restricted pods -------------------------------------------------------------------
 
 
@@ -235,6 +273,16 @@ def tcp(*ports: int) -> list[dict[str, Any]]:
 def peers(*selectors: dict[str, str]) -> list[dict[str, Any]]:
     """NetworkPolicy peers: pods of this namespace matching any of ``selectors``."""
     return [{"podSelector": {"matchLabels": dict(s)}} for s in selectors]
+
+
+def from_pods(*selectors: dict[str, str], port: int) -> dict[str, Any]:
+    """Ingress rule: TCP ``port`` from pods matching any of ``selectors``."""
+    return {"from": peers(*selectors), "ports": tcp(port)}
+
+
+def to_pods(*selectors: dict[str, str], port: int) -> dict[str, Any]:
+    """Egress rule: TCP ``port`` to pods matching any of ``selectors``."""
+    return {"to": peers(*selectors), "ports": tcp(port)}
 
 
 def network_policy(

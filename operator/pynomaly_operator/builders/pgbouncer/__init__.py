@@ -70,12 +70,13 @@ def deployment(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str
         ],
         "ports": [{"name": "pgbouncer", "containerPort": port}],
         "resources": pods.resources(spec.resources, postgres_specs.default_pgbouncer_resources()),
+        # One tcpSocket dict for both probes: the golden files record it as a YAML alias.
         "readinessProbe": probe,
         "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 6},
         # Let in-flight transactions finish before the pod goes (PAUSE-like drain).
         "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "sleep 5"]}}},
         "volumeMounts": [
-            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            pods.config_mount(CONFIG_DIR),
             {"name": "run", "mountPath": ini.RUN_DIR},
             *tmp_mounts,
         ],
@@ -103,10 +104,7 @@ def deployment(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str
                 "spec": pods.restricted_pod_spec(
                     containers=[container],
                     volumes=[
-                        {
-                            "name": "config",
-                            "configMap": {"name": config_name(names), "defaultMode": 0o555},
-                        },
+                        pods.config_volume(config_name(names)),
                         {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
                         *tmp_volumes,
                     ],
@@ -116,45 +114,31 @@ def deployment(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str
     }
 
 
+def _component(names: naming.Names) -> dict[str, Any]:
+    return pods.component(names, naming.COMPONENT_PGBOUNCER, name=names.pgbouncer)
+
+
 def service(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     del detector
     return pods.service(
-        name=names.pgbouncer,
-        labels=names.labels(naming.COMPONENT_PGBOUNCER),
-        selector=names.selector(naming.COMPONENT_PGBOUNCER),
-        ports=[{"name": "pgbouncer", "port": pods.PGBOUNCER_PORT, "targetPort": "pgbouncer"}],
+        **_component(names), ports=[pods.named_port("pgbouncer", pods.PGBOUNCER_PORT)]
     )
 
 
 def pod_disruption_budget(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     del detector
-    return pods.pdb(
-        name=names.pgbouncer,
-        labels=names.labels(naming.COMPONENT_PGBOUNCER),
-        selector=names.selector(naming.COMPONENT_PGBOUNCER),
-        budget={"maxUnavailable": 1},
-    )
+    return pods.pdb(**_component(names), budget={"maxUnavailable": 1})
 
 
 def network_policy(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     """PgBouncer: in from the detector pods only, out to Postgres only."""
     del detector
     return pods.network_policy(
-        name=names.pgbouncer,
-        labels=names.labels(naming.COMPONENT_PGBOUNCER),
-        selector=names.selector(naming.COMPONENT_PGBOUNCER),
+        **_component(names),
         ingress=[
-            {
-                "from": pods.peers(names.selector(naming.COMPONENT_DETECTOR)),
-                "ports": pods.tcp(pods.PGBOUNCER_PORT),
-            }
+            pods.from_pods(names.selector(naming.COMPONENT_DETECTOR), port=pods.PGBOUNCER_PORT)
         ],
-        egress=[
-            {
-                "to": pods.peers(names.selector(naming.COMPONENT_POSTGRES)),
-                "ports": pods.tcp(pods.POSTGRES_PORT),
-            }
-        ],
+        egress=[pods.to_pods(names.selector(naming.COMPONENT_POSTGRES), port=pods.POSTGRES_PORT)],
     )
 
 

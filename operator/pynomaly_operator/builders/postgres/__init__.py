@@ -99,11 +99,7 @@ def stateful_set(detector: specs.AnomalyDetector, names: naming.Names) -> dict[s
         ],
         "ports": [{"name": "postgres", "containerPort": pods.POSTGRES_PORT}],
         "resources": pods.resources(spec.resources, postgres_specs.default_postgres_resources()),
-        "readinessProbe": pods.exec_probe(ready, period=5),
-        "livenessProbe": {
-            **pods.exec_probe(ready, period=10, failures=6),
-            "initialDelaySeconds": 30,
-        },
+        **pods.probe_pair(pods.exec_probe(ready, period=5), initial_delay=30),
         # Retained volume + re-created Secret: passwords follow the Secret on every start.
         "lifecycle": {
             "postStart": {
@@ -116,7 +112,7 @@ def stateful_set(detector: specs.AnomalyDetector, names: naming.Names) -> dict[s
             }
         },
         "volumeMounts": [
-            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            pods.config_mount(CONFIG_DIR),
             {"name": "initdb", "mountPath": INITDB_DIR, "readOnly": True},
             {"name": "data", "mountPath": DATA_MOUNT},
             {"name": "dshm", "mountPath": "/dev/shm"},  # noqa: S108 - shared memory, not a temp file
@@ -178,23 +174,22 @@ def stateful_set(detector: specs.AnomalyDetector, names: naming.Names) -> dict[s
     }
 
 
+def _port() -> list[dict[str, Any]]:
+    return [pods.named_port("postgres", pods.POSTGRES_PORT)]
+
+
 def headless_service(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     del detector
     return pods.headless_service(
-        name=headless_name(names),
-        labels=names.labels(naming.COMPONENT_POSTGRES),
-        selector=names.selector(naming.COMPONENT_POSTGRES),
-        ports=[{"name": "postgres", "port": pods.POSTGRES_PORT, "targetPort": "postgres"}],
+        **pods.component(names, naming.COMPONENT_POSTGRES, name=headless_name(names)),
+        ports=_port(),
     )
 
 
 def service(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     del detector
     return pods.service(
-        name=names.postgres,
-        labels=names.labels(naming.COMPONENT_POSTGRES),
-        selector=names.selector(naming.COMPONENT_POSTGRES),
-        ports=[{"name": "postgres", "port": pods.POSTGRES_PORT, "targetPort": "postgres"}],
+        **pods.component(names, naming.COMPONENT_POSTGRES, name=names.postgres), ports=_port()
     )
 
 
@@ -202,14 +197,9 @@ def network_policy(detector: specs.AnomalyDetector, names: naming.Names) -> dict
     """Postgres accepts only PgBouncer's pods and connects nowhere (DNS aside)."""
     del detector
     return pods.network_policy(
-        name=names.postgres,
-        labels=names.labels(naming.COMPONENT_POSTGRES),
-        selector=names.selector(naming.COMPONENT_POSTGRES),
+        **pods.component(names, naming.COMPONENT_POSTGRES, name=names.postgres),
         ingress=[
-            {
-                "from": pods.peers(names.selector(naming.COMPONENT_PGBOUNCER)),
-                "ports": pods.tcp(pods.POSTGRES_PORT),
-            }
+            pods.from_pods(names.selector(naming.COMPONENT_PGBOUNCER), port=pods.POSTGRES_PORT)
         ],
         egress=[],
     )

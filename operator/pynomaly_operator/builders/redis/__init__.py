@@ -127,7 +127,7 @@ def _volumes(names: naming.Names) -> list[dict[str, Any]]:
     """The config, its writable copy (in memory: it holds the password) and /tmp."""
     tmp_volumes, _ = pods.scratch_volumes(tmp="/tmp")  # noqa: S108 - read-only root's scratch
     return [
-        {"name": "config", "configMap": {"name": config_name(names), "defaultMode": 0o555}},
+        pods.config_volume(config_name(names)),
         {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
         *tmp_volumes,
     ]
@@ -136,7 +136,7 @@ def _volumes(names: naming.Names) -> list[dict[str, Any]]:
 def _mounts() -> list[dict[str, Any]]:
     _, tmp_mounts = pods.scratch_volumes(tmp="/tmp")  # noqa: S108 - read-only root's scratch
     return [
-        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        pods.config_mount(CONFIG_DIR),
         {"name": "run", "mountPath": RUN_DIR},
         *tmp_mounts,
     ]
@@ -179,11 +179,7 @@ def _data_container(detector: specs.AnomalyDetector, names: naming.Names) -> dic
         "env": env,
         "ports": ports,
         "resources": pods.resources(spec.resources, redis_specs.default_redis_resources()),
-        "readinessProbe": pods.exec_probe(ping, period=5),
-        "livenessProbe": {
-            **pods.exec_probe(ping, period=10, failures=6),
-            "initialDelaySeconds": 15,
-        },
+        **pods.probe_pair(pods.exec_probe(ping, period=5), initial_delay=15),
         "volumeMounts": [*_mounts(), {"name": "data", "mountPath": conf.DATA_DIR}],
     }
 
@@ -248,11 +244,7 @@ def sentinel_stateful_set(detector: specs.AnomalyDetector, names: naming.Names) 
         "resources": pods.resources(
             spec.sentinel.resources, redis_specs.default_sentinel_resources()
         ),
-        "readinessProbe": pods.exec_probe(ping, period=5),
-        "livenessProbe": {
-            **pods.exec_probe(ping, period=10, failures=6),
-            "initialDelaySeconds": 15,
-        },
+        **pods.probe_pair(pods.exec_probe(ping, period=5), initial_delay=15),
         "volumeMounts": _mounts(),
     }
     return {
@@ -282,49 +274,40 @@ def sentinel_stateful_set(detector: specs.AnomalyDetector, names: naming.Names) 
 # --- Services, PDBs, Job ---------------------------------------------------------------------
 
 
+def _data(names: naming.Names, *, name: str | None = None) -> dict[str, Any]:
+    return pods.component(names, naming.COMPONENT_REDIS, name=name or names.redis)
+
+
+def _sentinels(names: naming.Names) -> dict[str, Any]:
+    return pods.component(names, naming.COMPONENT_SENTINEL, name=names.redis_sentinel)
+
+
 def headless_service(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     del detector
-    ports = [{"name": "redis", "port": pods.REDIS_PORT, "targetPort": "redis"}]
     return pods.headless_service(
-        name=headless_name(names),
-        labels=names.labels(naming.COMPONENT_REDIS),
-        selector=names.selector(naming.COMPONENT_REDIS),
-        ports=ports,
+        **_data(names, name=headless_name(names)),
+        ports=[pods.named_port("redis", pods.REDIS_PORT)],
     )
 
 
 def service(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     """Client Service of a standalone Redis."""
     del detector
-    return pods.service(
-        name=names.redis,
-        labels=names.labels(naming.COMPONENT_REDIS),
-        selector=names.selector(naming.COMPONENT_REDIS),
-        ports=[{"name": "redis", "port": pods.REDIS_PORT, "targetPort": "redis"}],
-    )
+    return pods.service(**_data(names), ports=[pods.named_port("redis", pods.REDIS_PORT)])
 
 
 def sentinel_service(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     """Headless: per-sentinel DNS names for clients and for sentinels finding each other."""
     del detector
-    ports = [{"name": "sentinel", "port": pods.SENTINEL_PORT, "targetPort": "sentinel"}]
     return pods.headless_service(
-        name=names.redis_sentinel,
-        labels=names.labels(naming.COMPONENT_SENTINEL),
-        selector=names.selector(naming.COMPONENT_SENTINEL),
-        ports=ports,
+        **_sentinels(names), ports=[pods.named_port("sentinel", pods.SENTINEL_PORT)]
     )
 
 
 def pod_disruption_budget(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     """One data pod at a time may be evicted (a replica, or the master with a failover)."""
     del detector
-    return pods.pdb(
-        name=names.redis,
-        labels=names.labels(naming.COMPONENT_REDIS),
-        selector=names.selector(naming.COMPONENT_REDIS),
-        budget={"maxUnavailable": 1},
-    )
+    return pods.pdb(**_data(names), budget={"maxUnavailable": 1})
 
 
 def sentinel_pod_disruption_budget(
@@ -332,10 +315,7 @@ def sentinel_pod_disruption_budget(
 ) -> dict[str, Any]:
     """Keep a quorum of sentinels: otherwise a master failure during a drain is fatal."""
     return pods.pdb(
-        name=names.redis_sentinel,
-        labels=names.labels(naming.COMPONENT_SENTINEL),
-        selector=names.selector(naming.COMPONENT_SENTINEL),
-        budget={"minAvailable": detector.spec.redis.sentinel.quorum},
+        **_sentinels(names), budget={"minAvailable": detector.spec.redis.sentinel.quorum}
     )
 
 
@@ -375,19 +355,10 @@ def cluster_bootstrap_job(detector: specs.AnomalyDetector, names: naming.Names) 
                                 spec.cluster.bootstrap_resources,
                                 redis_specs.default_bootstrap_resources(),
                             ),
-                            "volumeMounts": [
-                                {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-                                *tmp_mounts,
-                            ],
+                            "volumeMounts": [pods.config_mount(CONFIG_DIR), *tmp_mounts],
                         }
                     ],
-                    volumes=[
-                        {
-                            "name": "config",
-                            "configMap": {"name": config_name(names), "defaultMode": 0o555},
-                        },
-                        *tmp_volumes,
-                    ],
+                    volumes=[pods.config_volume(config_name(names)), *tmp_volumes],
                 ),
             },
         },
@@ -407,25 +378,17 @@ def network_policy(detector: specs.AnomalyDetector, names: naming.Names) -> dict
     bootstrap = names.selector(COMPONENT_BOOTSTRAP)
     detector_pods = names.selector(naming.COMPONENT_DETECTOR)
     port = pods.REDIS_PORT
-    ingress = [
-        {"from": pods.peers(detector_pods, redis), "ports": pods.tcp(port)},
-    ]
-    egress = [{"to": pods.peers(redis), "ports": pods.tcp(port)}]
+    ingress = [pods.from_pods(detector_pods, redis, port=port)]
+    egress = [pods.to_pods(redis, port=port)]
     if mode == "sentinel":
         ingress[0]["from"] += pods.peers(sentinel)
-        egress.append({"to": pods.peers(sentinel), "ports": pods.tcp(pods.SENTINEL_PORT)})
+        egress.append(pods.to_pods(sentinel, port=pods.SENTINEL_PORT))
     if mode == "cluster":
         ingress[0]["from"] += pods.peers(bootstrap)
         # Cluster bus: gossip and failover between the nodes only.
-        ingress.append({"from": pods.peers(redis), "ports": pods.tcp(port + 10000)})
-        egress.append({"to": pods.peers(redis), "ports": pods.tcp(port + 10000)})
-    return pods.network_policy(
-        name=names.redis,
-        labels=names.labels(naming.COMPONENT_REDIS),
-        selector=redis,
-        ingress=ingress,
-        egress=egress,
-    )
+        ingress.append(pods.from_pods(redis, port=port + 10000))
+        egress.append(pods.to_pods(redis, port=port + 10000))
+    return pods.network_policy(**_data(names), ingress=ingress, egress=egress)
 
 
 def sentinel_network_policy(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
@@ -434,19 +397,13 @@ def sentinel_network_policy(detector: specs.AnomalyDetector, names: naming.Names
     del detector
     redis = names.selector(naming.COMPONENT_REDIS)
     sentinel = names.selector(naming.COMPONENT_SENTINEL)
-    sentinel_port = pods.tcp(pods.SENTINEL_PORT)
+    detector_pods = names.selector(naming.COMPONENT_DETECTOR)
+    sentinel_port = pods.tcp(pods.SENTINEL_PORT)  # one list, in and out (a YAML alias in golden)
     return pods.network_policy(
-        name=names.redis_sentinel,
-        labels=names.labels(naming.COMPONENT_SENTINEL),
-        selector=sentinel,
-        ingress=[
-            {
-                "from": pods.peers(names.selector(naming.COMPONENT_DETECTOR), redis, sentinel),
-                "ports": sentinel_port,
-            }
-        ],
+        **_sentinels(names),
+        ingress=[{"from": pods.peers(detector_pods, redis, sentinel), "ports": sentinel_port}],
         egress=[
-            {"to": pods.peers(redis), "ports": pods.tcp(pods.REDIS_PORT)},
+            pods.to_pods(redis, port=pods.REDIS_PORT),
             {"to": pods.peers(sentinel), "ports": sentinel_port},
         ],
     )
@@ -458,16 +415,9 @@ def bootstrap_network_policy(
     """The bootstrap Job's pod: nothing in; out only to the data pods."""
     del detector
     return pods.network_policy(
-        name=bootstrap_job_name(names),
-        labels=names.labels(COMPONENT_BOOTSTRAP),
-        selector=names.selector(COMPONENT_BOOTSTRAP),
+        **pods.component(names, COMPONENT_BOOTSTRAP, name=bootstrap_job_name(names)),
         ingress=[],
-        egress=[
-            {
-                "to": pods.peers(names.selector(naming.COMPONENT_REDIS)),
-                "ports": pods.tcp(pods.REDIS_PORT),
-            }
-        ],
+        egress=[pods.to_pods(names.selector(naming.COMPONENT_REDIS), port=pods.REDIS_PORT)],
     )
 
 
