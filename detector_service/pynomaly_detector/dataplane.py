@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ import numpy.typing as npt
 from pynomaly_detector import datasets, metrics
 from pynomaly_detector.caching.memory import TTLCache
 from pynomaly_detector.caching.redis_cache import RedisScoreCache
+from pynomaly_detector.detectors import explaining
 from pynomaly_detector.detectors.errors import InvalidInputError
 from pynomaly_detector.registry.anomaly_log import AnomalyLog
 from pynomaly_detector.registry.models import (
@@ -65,6 +67,9 @@ ANOMALY_LOG_FLUSH_SECONDS = 5.0
 """At shutdown, after uvicorn's graceful wait: how long the anomaly log may keep retrying
 (inside the pod's grace period, which the operator sets above graceful + drain time)."""
 
+EXPLAIN_INLINE_ROWS = 8
+"""Flagged rows explained on the event loop (well under a millisecond); more go to the pool."""
+
 PING_TIMEOUT = 0.5
 """Seconds a dependency may take to answer /readyz: kubelet's probe timeout is 1 s by default."""
 
@@ -75,6 +80,8 @@ class Detection:
 
     model: LoadedModel
     scores: FloatArray
+    values: FloatArray | None = None
+    """The scored rows (what explanations are computed from)."""
 
     @property
     def is_anomaly(self) -> list[bool]:
@@ -320,7 +327,26 @@ class DataPlane:
             metrics.ANOMALIES.labels(meta.name).inc(flagged_count)
         if self.anomaly_log is not None:
             _log_anomalies(self.anomaly_log, meta, scores, values)
-        return Detection(model, scores)
+        return Detection(model, scores, values)
+
+    def check_explainable(self, model: LoadedModel) -> None:
+        """``ExplainUnsupportedError`` (422) unless ``model`` can explain its flagged rows."""
+        explaining.check(model.detector)
+
+    async def explain(self, detection: Detection) -> list[explaining.Explanation | None]:
+        """Per row of ``detection``: ``None`` if not flagged, else its top features."""
+        assert detection.values is not None  # every Detection built here carries its rows
+        model = detection.model
+        work = functools.partial(
+            explaining.explain,
+            model.detector,
+            detection.values,
+            detection.is_anomaly,
+            model.meta.features,
+        )
+        if sum(detection.is_anomaly) <= EXPLAIN_INLINE_ROWS:
+            return work()
+        return await asyncio.get_running_loop().run_in_executor(self.scorer.executor, work)
 
     async def anomalies(
         self, name: str, *, since: dt.datetime | None, limit: int = 1000

@@ -41,6 +41,19 @@ class DetectRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     instances: list[list[float]] = Field(min_length=1)
+    explain: bool = Field(
+        default=False,
+        description="also answer 'explanations' (ECOD, COPOD, IForest, IsolationForest; "
+        "other algorithms: 422)",
+    )
+
+
+class Explained(BaseModel):
+    """One feature of an explanation."""
+
+    feature: str
+    contribution: float = Field(description="share of the row's attribution, 0..1")
+    direction: Literal["above", "below"] = Field(description="versus the training median")
 
 
 class Detection(BaseModel):
@@ -54,6 +67,11 @@ class Detection(BaseModel):
     )
     p_values_unavailable: str | None = Field(
         default=None, description="why p_values is null (only present then)"
+    )
+    explanations: list[list[Explained] | None] | None = Field(
+        default=None,
+        description="with explain: per row, null when not flagged, else its most contributing"
+        " features first",
     )
     threshold: float
     model: str

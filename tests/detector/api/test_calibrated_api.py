@@ -122,3 +122,45 @@ async def test_a_model_stored_before_calibration_scores_with_null_p_values(
         assert len(body["scores"]) == 1
         described = (await client.get("/v1/models/legacy")).json()
         assert described["calibration_size"] is None
+
+
+async def test_explain_returns_explanations_for_flagged_rows_only(tmp_path: Path) -> None:
+    rows = np.random.default_rng(0).normal(size=(2000, 3)).tolist()
+    async with service(tmp_path) as client:
+        fit = await client.put(
+            "/v1/models/why", json={"algorithm": "ECOD", "alert_rate": 0.05, "instances": rows}
+        )
+        assert fit.status_code == 201, fit.text
+        probe = [[0.0, 0.1, -0.1], [0.1, 9.0, 0.0]]
+        detected = await client.post(
+            "/v1/models/why/detect", json={"instances": probe, "explain": True}
+        )
+        assert detected.status_code == 200, detected.text
+        body = detected.json()
+        assert body["is_anomaly"] == [False, True]
+        normal, flagged = body["explanations"]
+        assert normal is None
+        assert flagged[0] == {
+            "feature": "f1",
+            "contribution": flagged[0]["contribution"],
+            "direction": "above",
+        }
+        assert flagged[0]["contribution"] > 0.5
+        plain = await client.post("/v1/models/why/detect", json={"instances": probe})
+        assert "explanations" not in plain.json()
+        wrong = await client.post("/v1/models/why/detect", json={"instances": probe, "explain": 1})
+        assert wrong.status_code == 422
+        assert "'explain' must be true or false" in wrong.json()["detail"]
+
+
+async def test_explain_on_an_algorithm_without_explanations_is_a_422(tmp_path: Path) -> None:
+    async with service(tmp_path) as client:
+        fit = await client.put(
+            "/v1/models/knn", json={"algorithm": "KNN", "instances": training_rows()}
+        )
+        assert fit.status_code == 201, fit.text
+        refused = await client.post(
+            "/v1/models/knn/detect", json={"instances": [[0, 0, 0]], "explain": True}
+        )
+        assert refused.status_code == 422
+        assert "explain is unsupported for KNN" in refused.json()["detail"]

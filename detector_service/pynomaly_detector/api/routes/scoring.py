@@ -32,6 +32,11 @@ async def detect(request: Request) -> Response:
     body = await json_object(request, bound)
     if "instances" not in body:
         raise InvalidInputError("'instances' is required: a list of rows")
+    explain = body.get("explain", False)
+    if type(explain) is not bool:
+        raise InvalidInputError("'explain' must be true or false")
+    if explain:
+        plane.check_explainable(model)  # 422 before any scoring work
     detection = await plane.detect(name, body["instances"])
     meta = detection.model.meta
     p_values = detection.p_values
@@ -45,6 +50,8 @@ async def detect(request: Request) -> Response:
     }
     if p_values is None:
         response["p_values_unavailable"] = NO_CALIBRATION
+    if explain:
+        response["explanations"] = await plane.explain(detection)
     return json_response(response)
 
 
