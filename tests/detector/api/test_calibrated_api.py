@@ -122,6 +122,22 @@ async def test_a_model_stored_before_calibration_scores_with_null_p_values(
         assert len(body["scores"]) == 1
         described = (await client.get("/v1/models/legacy")).json()
         assert described["calibration_size"] is None
+        infer = await client.post(
+            "/v2/models/legacy/infer",
+            json={
+                "inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [0, 0, 0]}],
+                "outputs": [{"name": "p_values"}],
+            },
+        )
+        assert infer.status_code == 422
+        assert "output 'p_values' is unavailable" in infer.json()["detail"]
+        plain = await client.post(
+            "/v2/models/legacy/infer",
+            json={
+                "inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [0, 0, 0]}]
+            },
+        )
+        assert plain.status_code == 200
 
 
 async def test_explain_returns_explanations_for_flagged_rows_only(tmp_path: Path) -> None:
@@ -164,3 +180,12 @@ async def test_explain_on_an_algorithm_without_explanations_is_a_422(tmp_path: P
         )
         assert refused.status_code == 422
         assert "explain is unsupported for KNN" in refused.json()["detail"]
+        infer = await client.post(
+            "/v2/models/knn/infer",
+            json={
+                "inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [0, 0, 0]}],
+                "outputs": [{"name": "explanations"}],
+            },
+        )
+        assert infer.status_code == 422
+        assert "explain is unsupported for KNN" in infer.json()["detail"]
