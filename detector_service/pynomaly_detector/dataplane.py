@@ -42,7 +42,7 @@ from pynomaly_detector.registry.models import (
 )
 from pynomaly_detector.registry.signing import ArtifactRejectedError
 from pynomaly_detector.registry.store import ModelStore, StoreUnavailableError
-from pynomaly_detector.registry.versions import AnomalyRecord, ModelVersion
+from pynomaly_detector.registry.versions import AnomalyRecord, Feedback, ModelVersion
 from pynomaly_detector.scoring import rows as rowing
 from pynomaly_detector.scoring.scorer import RowKey, RowScorer
 from pynomaly_detector.settings import Settings
@@ -347,6 +347,80 @@ class DataPlane:
         if sum(detection.is_anomaly) <= EXPLAIN_INLINE_ROWS:
             return work()
         return await asyncio.get_running_loop().run_in_executor(self.scorer.executor, work)
+
+    async def feedback(
+        self,
+        name: str,
+        *,
+        labels: Sequence[tuple[int, str]],
+        rows: Any,
+        row_labels: Sequence[str],
+    ) -> dict[str, Any]:
+        """Record labels of logged alerts (``(anomaly id, label)``) and of labelled rows.
+
+        Rows are scored with the newest version: flagged rows labelled ``anomaly`` count as
+        true positives, ``normal`` as false positives; unflagged ones as false negatives or
+        true negatives. Unknown anomaly ids refuse the whole request (422), nothing stored.
+        With ``feedback_calibration`` the false positives' rows, scored by the newest version,
+        join its calibration sample as a new version. Answers the counts and the precision.
+        """
+        model = await self.models.load(name)
+        meta = model.meta
+        at = dt.datetime.now(dt.UTC)
+        entries: list[Feedback] = []
+        false_rows: list[list[float]] = []
+        if labels:
+            if self.anomaly_log is not None:
+                await self.anomaly_log.flush()
+            ids = [anomaly_id for anomaly_id, _ in labels]
+            found = {record.id: record for record in await self.store.anomalies_by_id(name, ids)}
+            unknown = sorted({anomaly_id for anomaly_id in ids if anomaly_id not in found})
+            if unknown:
+                shown = ", ".join(str(anomaly_id) for anomaly_id in unknown[:20])
+                raise InvalidInputError(f"unknown anomaly id(s) of model {name!r}: {shown}")
+            for anomaly_id, label in labels:
+                record = found[anomaly_id]
+                entries.append(Feedback(name, record.version, label, record.score, anomaly_id, at))
+                if label == "false_positive":
+                    false_rows.append(record.row)
+        if row_labels:
+            values = rowing.matrix(
+                rows, n_features=meta.n_features, max_rows=self.settings.max_instances_per_request
+            )
+            scores = await self.scorer.score(meta.name, identity(meta), model.detector, values)
+            for index, (label, score) in enumerate(zip(row_labels, scores.tolist(), strict=True)):
+                flagged = score > meta.threshold
+                if label == "anomaly":
+                    kind = "true_positive" if flagged else "false_negative"
+                else:
+                    kind = "false_positive" if flagged else "true_negative"
+                entries.append(Feedback(name, meta.version, kind, score, None, at))
+                if kind == "false_positive":
+                    false_rows.append(values[index].tolist())
+        await self.store.write_feedback(entries)
+        for entry in entries:
+            metrics.FEEDBACK_LABELS.labels(name, entry.label).inc()
+        counts = await self.store.feedback_counts(name)
+        alerts = counts.get("true_positive", 0) + counts.get("false_positive", 0)
+        precision = counts.get("true_positive", 0) / alerts if alerts else None
+        if precision is not None:
+            metrics.ALERT_PRECISION.labels(name).set(precision)
+        calibrated: dict[str, Any] | None = None
+        if self.settings.feedback_calibration and false_rows:
+            matrix = np.asarray(false_rows, dtype=np.float64)
+            fp_scores = model.detector.score(matrix)
+            updated = await self.models.recalibrate(model, fp_scores)
+            self.scorer.forget(name, keep=identity(updated.meta))
+            if self._announce is not None:
+                await self._announce(name)
+            calibrated = {"added": len(fp_scores), "version": updated.meta.version}
+        return {
+            "model": name,
+            "recorded": len(entries),
+            "counts": counts,
+            "precision": precision,
+            "calibration": calibrated,
+        }
 
     async def anomalies(
         self, name: str, *, since: dt.datetime | None, limit: int = 1000

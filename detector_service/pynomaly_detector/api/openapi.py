@@ -197,6 +197,26 @@ class V2Metadata(BaseModel):
     outputs: list[dict[str, Any]]
 
 
+class FeedbackRequest(BaseModel):
+    """Labels of logged alerts (``labels``: anomaly id + true_positive/false_positive) and/or
+    rows with what they really were (``rows``: row + anomaly/normal)."""
+
+    model_config = ConfigDict(extra="allow")
+    labels: list[dict[str, Any]] = Field(default_factory=list)
+    rows: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class FeedbackAnswer(BaseModel):
+    """Labels recorded, counts per label, precision over labelled alerts, calibration fed."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    recorded: int
+    counts: dict[str, int]
+    precision: float | None
+    calibration: dict[str, int] | None
+
+
 class ModelReady(BaseModel):
     """The model is loaded."""
 
@@ -239,6 +259,8 @@ SCHEMAS: list[type[BaseModel]] = [
     ModelList,
     Deleted,
     Anomalies,
+    FeedbackRequest,
+    FeedbackAnswer,
     V2Metadata,
     ModelReady,
     Live,
@@ -303,6 +325,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/v1/models/{name}/anomalies"): {
         "ok": {"200": _ok("Anomalies")},
         "errors": (404, 422),
+    },
+    ("post", "/v1/models/{name}/feedback"): {
+        "body": {"required": True, "content": _json("FeedbackRequest")},
+        "ok": {"200": _ok("FeedbackAnswer")},
+        "errors": (400, 404, 409, 413, 422),
     },
     ("get", "/v2/models/{name}"): {"ok": {"200": _ok("V2Metadata")}, "errors": (404, 409, 422)},
     ("get", "/v2/models/{name}/ready"): {

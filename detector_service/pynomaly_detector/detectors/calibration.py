@@ -76,6 +76,17 @@ def sample(scores: FloatArray) -> FloatArray:
     return np.sort(scores)
 
 
+def merged(calibration_scores: FloatArray, extra: FloatArray) -> FloatArray:
+    """``calibration_scores`` with ``extra`` added, sorted, at most ``MAX_SIZE``: every extra
+    score is kept (up to the bound) and old ones are dropped at random to make room."""
+    extra = np.asarray(extra, dtype=np.float64).ravel()[:MAX_SIZE]
+    room = MAX_SIZE - len(extra)
+    old = np.asarray(calibration_scores, dtype=np.float64)
+    if len(old) > room:
+        old = old[np.random.default_rng(SEED).choice(len(old), room, replace=False)]
+    return np.sort(np.concatenate([old, extra]))
+
+
 def p_values(calibration_scores: FloatArray, scores: FloatArray) -> FloatArray:
     """Per score: ``(#calibration scores >= score + 1) / (n + 1)``.
 

@@ -21,6 +21,7 @@ No HTTP here; the data plane puts scoring and the anomaly log beside it.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -35,7 +36,7 @@ import numpy as np
 
 from pynomaly_detector import datasets, heap, metrics
 from pynomaly_detector.caching.memory import TTLCache
-from pynomaly_detector.detectors import catalog, fitted
+from pynomaly_detector.detectors import calibration, catalog, fitted
 from pynomaly_detector.detectors.errors import InvalidInputError
 from pynomaly_detector.registry import signing
 from pynomaly_detector.registry.store import Draft, ModelStore, StoreUnavailableError
@@ -343,6 +344,62 @@ class Models:
         self.remember(meta, stamp)
         await self.prune(name)
         return LoadedModel(meta, detector)
+
+    async def recalibrate(self, model: LoadedModel, scores: np.ndarray) -> LoadedModel:
+        """A new version of ``model`` whose calibration sample also holds ``scores``.
+
+        The estimator is unchanged; with an ``alert_rate`` the threshold is recomputed from
+        the new sample (else only p-values move). Stored, signed and served like a fit.
+        """
+        meta = model.meta
+
+        def work() -> Draft:
+            detector = copy.copy(model.detector)
+            base = detector.calibration_scores
+            if base is None:
+                raise InvalidInputError(
+                    "this model version has no calibration sample to feed back into; refit it"
+                )
+            detector.calibration_scores = calibration.merged(base, scores)
+            if detector.alert_rate is not None:
+                detector.threshold = calibration.alert_threshold(
+                    detector.calibration_scores, detector.alert_rate
+                )
+            artifact, _, digest = signing.dump(self._key, detector)
+            fed = int(meta.extra.get("calibration_feedback", 0)) + len(scores)
+            draft = dataclasses.replace(
+                meta,
+                version=0,
+                threshold=detector.threshold,
+                content_hash=digest,
+                signature="",
+                calibration_size=len(detector.calibration_scores),
+                extra={
+                    **meta.extra,
+                    "calibration_feedback": fed,
+                    "recalibrated_from": meta.version,
+                },
+            )
+            return dataclasses.replace(
+                draft, signature=signing.seal(self._key, draft, artifact)
+            ), artifact
+
+        loop = asyncio.get_running_loop()
+        draft = await loop.run_in_executor(self._fit_pool, work)
+        stamp = self.epoch
+        stored = await self.store.save(draft)
+        detector = await loop.run_in_executor(
+            self._fit_pool,
+            functools.partial(
+                signing.load, self._key, draft[1], stored.signature, name=stored.name, meta=stored
+            ),
+        )
+        self.loaded.put((stored.name, stored.version), detector)
+        metrics.MODEL_LOADS.labels("fit").inc()
+        metrics.model_loaded(stored)
+        self.remember(stored, stamp)
+        await self.prune(stored.name)
+        return LoadedModel(stored, detector)
 
     async def prune(self, name: str) -> None:
         """Delete old versions beyond ``keep_versions`` (never the newest: it is served)."""
