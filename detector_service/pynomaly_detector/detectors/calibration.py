@@ -94,8 +94,8 @@ def p_values(calibration_scores: FloatArray, scores: FloatArray) -> FloatArray:
     is). Pure; two binary searches' worth of work per score.
     """
     n = len(calibration_scores)
-    at_least = n - np.searchsorted(calibration_scores, scores, side="left")
-    values: FloatArray = (at_least + 1.0) / np.float64(n + 1.0)
+    # n + 1 - (#scores below) = #at least as high + 1; one ufunc after the search (hot path).
+    values: FloatArray = (n + 1 - calibration_scores.searchsorted(scores, side="left")) / (n + 1.0)
     return values
 
 
