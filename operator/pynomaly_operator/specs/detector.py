@@ -109,7 +109,8 @@ class ModelSpec(base.SpecModel):
         None,
         "Share of normal traffic to flag (e.g. 0.001), instead of contamination: the threshold "
         "is the score whose p-value against the model's calibration sample equals this rate. "
-        "In (0, 0.5).",
+        "In (0, 0.5). Not with contamination (resources created by earlier versions carry "
+        "the old default contamination 0.1: remove it when setting alertRate).",
         gt=0,
         lt=0.5,
     )
