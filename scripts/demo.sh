@@ -285,6 +285,26 @@ print("    fitted:", ", ".join(f"{k}={r[k]}" for k in ("name", "algorithm", "ver
   done_step
 }
 
+explain_alert() {
+  local model=calibrated
+  step "an explained, calibrated alert: model '$model' (ECOD, alert_rate 0.01), detect with explain"
+  "$PY" "$ROOT/scripts/demo_data.py" calibrated-fit-body "$DATA/training.csv" \
+    >"$DEMO/calibrated-fit.json"
+  curl -sS --fail-with-body --max-time 120 -X PUT -H 'content-type: application/json' \
+    -H "authorization: Bearer $(head -n1 "$DEMO/api-token")" \
+    --data @"$DEMO/calibrated-fit.json" "$URL/v1/models/$model" \
+    >"$DEMO/calibrated-fit-response.json" \
+    || die "calibrated fit failed: $(cat "$DEMO/calibrated-fit-response.json" 2>/dev/null)"
+  "$PY" "$ROOT/scripts/demo_data.py" explain-body "$DATA/score.csv" >"$DEMO/explain.json"
+  echo "    curl -X POST $URL/v1/models/$model/detect -d '{\"instances\": [...], \"explain\": true}'"
+  curl -sS --fail-with-body --max-time 60 -X POST -H 'content-type: application/json' \
+    --data @"$DEMO/explain.json" "$URL/v1/models/$model/detect" >"$DEMO/explain-response.json" \
+    || die "explained scoring failed: $(cat "$DEMO/explain-response.json" 2>/dev/null)"
+  "$PY" "$ROOT/scripts/demo_data.py" explained "$DATA/score.csv" "$DEMO/explain-response.json" \
+    || die "an alert came without an explanation (see above)"
+  done_step
+}
+
 goodbye() {
   bold "==> demo up in $((SECONDS - STARTED))s"
   cat <<EOF
@@ -304,6 +324,7 @@ up() {
   start_stores
   start_service
   fit_and_score
+  explain_alert
   goodbye
 }
 

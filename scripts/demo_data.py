@@ -7,6 +7,10 @@
                                                  anomalies found differ from the expected column
     demo_data.py status < detector.json       -> one progress line; exit 0 once Ready and the
                                                  operator has observed the latest generation
+    demo_data.py calibrated-fit-body TRAINING_CSV -> JSON for an ECOD fit with alert_rate 0.01
+    demo_data.py explain-body SCORE_CSV       -> detect body with "explain": true
+    demo_data.py explained SCORE_CSV RESPONSE -> each alert with its p-value and reasons; exit 1
+                                                 when there is none or one lacks a reason
 
 The model settings for the fit (algorithm, parameters, contamination) come from the
 environment the operator rendered (PYNOMALY_MODEL_*), so the demo fits what the
@@ -70,6 +74,50 @@ def report(score: Path, response_path: Path) -> int:
     return 0 if found == expected else 1
 
 
+ALERT_RATE = 0.01
+"""The calibrated model's alert budget: flag 1 % of normal traffic."""
+
+
+def calibrated_fit_body(training: Path) -> dict[str, Any]:
+    rows = _instances(_rows(training))
+    return {"algorithm": "ECOD", "alert_rate": ALERT_RATE, "instances": rows}
+
+
+def _column(feature: str) -> str:
+    """The CSV column of a JSON-fitted model's feature ``f<i>`` (rows go in FEATURES order)."""
+    index = feature[1:]
+    return FEATURES[int(index)] if feature[:1] == "f" and index.isdigit() else feature
+
+
+def explain_body(score: Path) -> dict[str, Any]:
+    return {"instances": _instances(_rows(score)), "explain": True}
+
+
+def explained(score: Path, response_path: Path) -> int:
+    rows = _rows(score)
+    response = json.loads(response_path.read_text())
+    alerts = [i for i, flagged in enumerate(response["is_anomaly"]) if flagged]
+    print(
+        f"    model {response.get('model')} v{response.get('version')}: "
+        f"{len(alerts)} alerts in {len(rows)} rows at alert_rate {ALERT_RATE}"
+    )
+    missing = 0
+    for index in alerts:
+        row = rows[index]
+        reasons = response["explanations"][index] or []
+        missing += not reasons
+        because = ", ".join(
+            f"{_column(item['feature'])} {item['direction']} normal ({item['contribution']:.0%})"
+            for item in reasons[:2]
+        )
+        print(
+            f"    amount={float(row['amount']):.2f} hour={float(row['hour']):.1f} "
+            f"items={float(row['items']):.0f}  p={response['p_values'][index]:.4f}  "
+            f"because: {because or '?'}"
+        )
+    return 1 if missing or not alerts else 0
+
+
 def status_line(obj: dict[str, Any]) -> tuple[str, bool]:
     """A one-line summary of an AnomalyDetector's status and whether it is Ready."""
     status = obj.get("status") or {}
@@ -93,6 +141,14 @@ def main(argv: list[str]) -> int:
         return 0
     if len(argv) >= 3 and argv[0] == "report":
         return report(Path(argv[1]), Path(argv[2]))
+    if len(argv) >= 2 and argv[0] == "calibrated-fit-body":
+        json.dump(calibrated_fit_body(Path(argv[1])), sys.stdout)
+        return 0
+    if len(argv) >= 2 and argv[0] == "explain-body":
+        json.dump(explain_body(Path(argv[1])), sys.stdout)
+        return 0
+    if len(argv) >= 3 and argv[0] == "explained":
+        return explained(Path(argv[1]), Path(argv[2]))
     if argv[:1] == ["status"]:
         line, done = status_line(json.load(sys.stdin))
         print(line)

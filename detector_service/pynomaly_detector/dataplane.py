@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ import numpy.typing as npt
 from pynomaly_detector import datasets, metrics
 from pynomaly_detector.caching.memory import TTLCache
 from pynomaly_detector.caching.redis_cache import RedisScoreCache
+from pynomaly_detector.detectors import explaining
 from pynomaly_detector.detectors.errors import InvalidInputError
 from pynomaly_detector.registry.anomaly_log import AnomalyLog
 from pynomaly_detector.registry.models import (
@@ -40,7 +42,7 @@ from pynomaly_detector.registry.models import (
 )
 from pynomaly_detector.registry.signing import ArtifactRejectedError
 from pynomaly_detector.registry.store import ModelStore, StoreUnavailableError
-from pynomaly_detector.registry.versions import AnomalyRecord, ModelVersion
+from pynomaly_detector.registry.versions import AnomalyRecord, Feedback, ModelVersion
 from pynomaly_detector.scoring import rows as rowing
 from pynomaly_detector.scoring.scorer import RowKey, RowScorer
 from pynomaly_detector.settings import Settings
@@ -65,6 +67,9 @@ ANOMALY_LOG_FLUSH_SECONDS = 5.0
 """At shutdown, after uvicorn's graceful wait: how long the anomaly log may keep retrying
 (inside the pod's grace period, which the operator sets above graceful + drain time)."""
 
+EXPLAIN_INLINE_ROWS = 8
+"""Flagged rows explained on the event loop (well under a millisecond); more go to the pool."""
+
 PING_TIMEOUT = 0.5
 """Seconds a dependency may take to answer /readyz: kubelet's probe timeout is 1 s by default."""
 
@@ -75,12 +80,19 @@ class Detection:
 
     model: LoadedModel
     scores: FloatArray
+    values: FloatArray | None = None
+    """The scored rows (what explanations are computed from)."""
 
     @property
     def is_anomaly(self) -> list[bool]:
         """Per row: score above the model's threshold."""
         flags: list[bool] = (self.scores > self.model.meta.threshold).tolist()
         return flags
+
+    @property
+    def p_values(self) -> FloatArray | None:
+        """Per row: the p-value of its score (``None``: the version has no calibration sample)."""
+        return self.model.detector.p_values(self.scores)
 
 
 class DataPlane:
@@ -242,6 +254,7 @@ class DataPlane:
         parameters: dict[str, Any],
         contamination: float,
         data: datasets.TrainingData,
+        alert_rate: float | None = None,
     ) -> ModelVersion:
         """Fit and store a new version of ``name``; it serves at once in this process."""
         model = await self.models.fit(
@@ -250,6 +263,7 @@ class DataPlane:
             parameters=parameters,
             contamination=contamination,
             data=data,
+            alert_rate=alert_rate,
         )
         self.scorer.forget(name, keep=identity(model.meta))
         if self._announce is not None:
@@ -313,7 +327,100 @@ class DataPlane:
             metrics.ANOMALIES.labels(meta.name).inc(flagged_count)
         if self.anomaly_log is not None:
             _log_anomalies(self.anomaly_log, meta, scores, values)
-        return Detection(model, scores)
+        return Detection(model, scores, values)
+
+    def check_explainable(self, model: LoadedModel) -> None:
+        """``ExplainUnsupportedError`` (422) unless ``model`` can explain its flagged rows."""
+        explaining.check(model.detector)
+
+    async def explain(self, detection: Detection) -> list[explaining.Explanation | None]:
+        """Per row of ``detection``: ``None`` if not flagged, else its top features."""
+        assert detection.values is not None  # every Detection built here carries its rows
+        model = detection.model
+        work = functools.partial(
+            explaining.explain,
+            model.detector,
+            detection.values,
+            detection.is_anomaly,
+            model.meta.features,
+        )
+        if sum(detection.is_anomaly) <= EXPLAIN_INLINE_ROWS:
+            return work()
+        return await asyncio.get_running_loop().run_in_executor(self.scorer.executor, work)
+
+    async def feedback(
+        self,
+        name: str,
+        *,
+        labels: Sequence[tuple[int, str]],
+        rows: Any,
+        row_labels: Sequence[str],
+    ) -> dict[str, Any]:
+        """Record labels of logged alerts (``(anomaly id, label)``) and of labelled rows.
+
+        Rows are scored with the newest version: flagged rows labelled ``anomaly`` count as
+        true positives, ``normal`` as false positives; unflagged ones as false negatives or
+        true negatives. Unknown anomaly ids refuse the whole request (422), nothing stored.
+        With ``feedback_calibration`` the false positives' rows, scored by the newest version,
+        join its calibration sample as a new version. Answers the counts and the precision.
+        """
+        model = await self.models.load(name)
+        meta = model.meta
+        at = dt.datetime.now(dt.UTC)
+        entries: list[Feedback] = []
+        false_rows: list[list[float]] = []
+        if labels:
+            if self.anomaly_log is not None:
+                await self.anomaly_log.flush()
+            ids = [anomaly_id for anomaly_id, _ in labels]
+            found = {record.id: record for record in await self.store.anomalies_by_id(name, ids)}
+            unknown = sorted({anomaly_id for anomaly_id in ids if anomaly_id not in found})
+            if unknown:
+                shown = ", ".join(str(anomaly_id) for anomaly_id in unknown[:20])
+                raise InvalidInputError(f"unknown anomaly id(s) of model {name!r}: {shown}")
+            for anomaly_id, label in labels:
+                record = found[anomaly_id]
+                entries.append(Feedback(name, record.version, label, record.score, anomaly_id, at))
+                if label == "false_positive":
+                    false_rows.append(record.row)
+        if row_labels:
+            values = rowing.matrix(
+                rows, n_features=meta.n_features, max_rows=self.settings.max_instances_per_request
+            )
+            scores = await self.scorer.score(meta.name, identity(meta), model.detector, values)
+            for index, (label, score) in enumerate(zip(row_labels, scores.tolist(), strict=True)):
+                flagged = score > meta.threshold
+                if label == "anomaly":
+                    kind = "true_positive" if flagged else "false_negative"
+                else:
+                    kind = "false_positive" if flagged else "true_negative"
+                entries.append(Feedback(name, meta.version, kind, score, None, at))
+                if kind == "false_positive":
+                    false_rows.append(values[index].tolist())
+        await self.store.write_feedback(entries)
+        for entry in entries:
+            metrics.FEEDBACK_LABELS.labels(name, entry.label).inc()
+        counts = await self.store.feedback_counts(name)
+        alerts = counts.get("true_positive", 0) + counts.get("false_positive", 0)
+        precision = counts.get("true_positive", 0) / alerts if alerts else None
+        if precision is not None:
+            metrics.ALERT_PRECISION.labels(name).set(precision)
+        calibrated: dict[str, Any] | None = None
+        if self.settings.feedback_calibration and false_rows:
+            matrix = np.asarray(false_rows, dtype=np.float64)
+            fp_scores = model.detector.score(matrix)
+            updated = await self.models.recalibrate(model, fp_scores)
+            self.scorer.forget(name, keep=identity(updated.meta))
+            if self._announce is not None:
+                await self._announce(name)
+            calibrated = {"added": len(fp_scores), "version": updated.meta.version}
+        return {
+            "model": name,
+            "recorded": len(entries),
+            "counts": counts,
+            "precision": precision,
+            "calibration": calibrated,
+        }
 
     async def anomalies(
         self, name: str, *, since: dt.datetime | None, limit: int = 1000
@@ -332,6 +439,7 @@ def declared_model(settings: Settings) -> DeclaredModel:
         algorithm=settings.model_algorithm,
         parameters=dict(settings.model_parameters),
         contamination=settings.model_contamination,
+        alert_rate=settings.model_alert_rate,
         training_path=settings.model_training_path,
         training_url=settings.model_training_url,
         max_training_rows=settings.model_max_training_rows,

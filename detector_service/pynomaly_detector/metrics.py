@@ -109,6 +109,19 @@ MODEL_THRESHOLD = Gauge(
     ["model", "version"],
     multiprocess_mode="livemax",
 )
+FEEDBACK_LABELS = Counter(
+    "pynomaly_feedback_labels_total",
+    "Feedback labels received by this process, by model and label (true_positive, "
+    "false_positive: labelled alerts; false_negative, true_negative: unflagged rows).",
+    ["model", "label"],
+)
+ALERT_PRECISION = Gauge(
+    "pynomaly_alert_precision",
+    "Share of labelled alerts labelled true_positive, over every label the store holds for "
+    "the model (updated after each feedback request).",
+    ["model"],
+    multiprocess_mode="mostrecent",
+)
 DECLARED_MODEL_LOADED = Gauge(
     "pynomaly_declared_model_loaded",
     "0 while a live worker has not loaded the declared model (PYNOMALY_MODEL_NAME), else 1.",

@@ -77,3 +77,20 @@ def test_status_line_waits_for_the_observed_generation() -> None:
     ready["status"]["observedGeneration"] = 1
     assert not demo_data.status_line(ready)[1]
     assert not demo_data.status_line({"metadata": {"generation": 1}})[1]
+
+
+async def test_explained_calibrated_alert_step_on_the_sample_data(tmp_path: Path) -> None:
+    from tests.detector.conftest import service
+
+    async with service(tmp_path) as client:
+        fit = await client.put(
+            "/v1/models/calibrated", json=demo_data.calibrated_fit_body(DATA / "training.csv")
+        )
+        assert fit.status_code == 201, fit.text
+        detected = await client.post(
+            "/v1/models/calibrated/detect", json=demo_data.explain_body(DATA / "score.csv")
+        )
+        assert detected.status_code == 200, detected.text
+    response = tmp_path / "explain-response.json"
+    response.write_text(detected.text)
+    assert demo_data.explained(DATA / "score.csv", response) == 0

@@ -7,6 +7,10 @@ A request is either a JSON object, or (binary extension) a JSON header of
 Outputs asked for as binary (``binary_data_output`` or an output's ``binary_data``) follow the
 response's JSON header in the order of the outputs, and the response then carries
 ``Inference-Header-Content-Length`` too, as Triton's and KServe's clients expect.
+
+``p_values`` and ``explanations`` are extra outputs (``tensors.EXTRA_OUTPUTS``): sent only
+when a request names them, so clients that name no outputs get exactly the two they always
+got. ``output_arrays`` computes them for REST and gRPC alike.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from starlette.responses import Response
 from pynomaly_detector.api import deps, errors
 from pynomaly_detector.api.bodies import Bound, read_bounded
 from pynomaly_detector.api.errors import BadRequestError
+from pynomaly_detector.dataplane import DataPlane, Detection, LoadedModel
+from pynomaly_detector.detectors.errors import DetectorError
 from pynomaly_detector.scoring import tensors
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -67,6 +73,32 @@ def split(raw: bytes, header_length: str | None) -> tuple[dict[str, Any], memory
     return header, view[length:]
 
 
+class NoCalibrationError(DetectorError):
+    """``p_values`` asked of a model version without a calibration sample (422)."""
+
+
+def check_outputs(plane: DataPlane, model: LoadedModel, names: set[str]) -> None:
+    """Refuse extra outputs the model cannot produce, before any row is scored."""
+    if "p_values" in names and model.detector.calibration_scores is None:
+        raise NoCalibrationError(
+            "output 'p_values' is unavailable: this model version was fitted before "
+            "calibration samples existed; refit it"
+        )
+    if "explanations" in names:
+        plane.check_explainable(model)
+
+
+async def output_arrays(plane: DataPlane, detection: Detection, names: set[str]) -> dict[str, Any]:
+    """Every requested output's array (numpy arrays; a list of JSON texts for BYTES)."""
+    arrays = tensors.output_arrays(detection.scores, detection.model.meta.threshold)
+    if "p_values" in names:
+        arrays["p_values"] = detection.p_values
+    if "explanations" in names:
+        explanations = await plane.explain(detection)
+        arrays["explanations"] = [orjson.dumps(item).decode() for item in explanations]
+    return arrays
+
+
 def _has_literal_booleans(raw: bytes, end: int) -> bool:
     return raw.find(b"true", 0, end) >= 0 or raw.find(b"false", 0, end) >= 0
 
@@ -105,6 +137,10 @@ async def _infer(request: Request) -> Response:
         raw = await request.body()
     header, binary = split(raw, header_length)
     wanted = tensors.requested_outputs(header)
+    names = {output.name for output in wanted}
+    extras = not names.issubset(tensors.OUTPUTS)
+    if extras:
+        check_outputs(plane, model, names)
     values = tensors.json_inputs(
         header,
         binary,
@@ -115,7 +151,10 @@ async def _infer(request: Request) -> Response:
         booleans_possible=_has_literal_booleans(raw, len(raw) - len(binary)),
     )
     detection = await plane.detect_matrix(model, values)
-    arrays = tensors.output_arrays(detection.scores, model.meta.threshold)
+    if extras:
+        arrays = await output_arrays(plane, detection, names)
+    else:
+        arrays = tensors.output_arrays(detection.scores, model.meta.threshold)
     rows = len(values)
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
@@ -123,7 +162,7 @@ async def _infer(request: Request) -> Response:
         tensor: dict[str, Any] = {
             "name": output.name,
             "shape": [rows],
-            "datatype": tensors.OUTPUTS[output.name],
+            "datatype": tensors.ALL_OUTPUTS[output.name],
         }
         if output.binary:
             chunk = tensors.raw(arrays[output.name])

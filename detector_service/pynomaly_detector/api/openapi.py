@@ -41,6 +41,19 @@ class DetectRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     instances: list[list[float]] = Field(min_length=1)
+    explain: bool = Field(
+        default=False,
+        description="also answer 'explanations' (ECOD, COPOD, IForest, IsolationForest; "
+        "other algorithms: 422)",
+    )
+
+
+class Explained(BaseModel):
+    """One feature of an explanation."""
+
+    feature: str
+    contribution: float = Field(description="share of the row's attribution, 0..1")
+    direction: Literal["above", "below"] = Field(description="versus the training median")
 
 
 class Detection(BaseModel):
@@ -48,6 +61,18 @@ class Detection(BaseModel):
 
     scores: list[float]
     is_anomaly: list[bool]
+    p_values: list[float] | None = Field(
+        description="per row: share of calibration scores at least as high, (count+1)/(n+1);"
+        " null for model versions fitted without a calibration sample"
+    )
+    p_values_unavailable: str | None = Field(
+        default=None, description="why p_values is null (only present then)"
+    )
+    explanations: list[list[Explained] | None] | None = Field(
+        default=None,
+        description="with explain: per row, null when not flagged, else its most contributing"
+        " features first",
+    )
     threshold: float
     model: str
     version: int
@@ -110,7 +135,15 @@ class FitRequest(BaseModel):
 
     algorithm: str = "IForest"
     parameters: dict[str, Any] = Field(default_factory=dict)
-    contamination: float = Field(default=0.1, gt=0, le=0.5)
+    contamination: float | None = Field(
+        default=None, gt=0, le=0.5, description="share of anomalies in the training rows (0.1)"
+    )
+    alert_rate: float | None = Field(
+        default=None,
+        gt=0,
+        lt=0.5,
+        description="share of normal traffic to flag (instead of contamination, not with it)",
+    )
     instances: list[list[float]] = Field(min_length=2)
 
 
@@ -120,6 +153,7 @@ class FitUpload(BaseModel):
     file: bytes = Field(json_schema_extra={"format": "binary"})
     algorithm: str = "IForest"
     contamination: str = Field(default="0.1", description="a number in (0, 0.5]")
+    alert_rate: str = Field(default="", description="a number in (0, 0.5), not with contamination")
     parameters: str = Field(default="{}", description="a JSON object of estimator parameters")
 
 
@@ -161,6 +195,26 @@ class V2Metadata(BaseModel):
     platform: str
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
+
+
+class FeedbackRequest(BaseModel):
+    """Labels of logged alerts (``labels``: anomaly id + true_positive/false_positive) and/or
+    rows with what they really were (``rows``: row + anomaly/normal)."""
+
+    model_config = ConfigDict(extra="allow")
+    labels: list[dict[str, Any]] = Field(default_factory=list)
+    rows: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class FeedbackAnswer(BaseModel):
+    """Labels recorded, counts per label, precision over labelled alerts, calibration fed."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    recorded: int
+    counts: dict[str, int]
+    precision: float | None
+    calibration: dict[str, int] | None
 
 
 class ModelReady(BaseModel):
@@ -205,6 +259,8 @@ SCHEMAS: list[type[BaseModel]] = [
     ModelList,
     Deleted,
     Anomalies,
+    FeedbackRequest,
+    FeedbackAnswer,
     V2Metadata,
     ModelReady,
     Live,
@@ -269,6 +325,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/v1/models/{name}/anomalies"): {
         "ok": {"200": _ok("Anomalies")},
         "errors": (404, 422),
+    },
+    ("post", "/v1/models/{name}/feedback"): {
+        "body": {"required": True, "content": _json("FeedbackRequest")},
+        "ok": {"200": _ok("FeedbackAnswer")},
+        "errors": (400, 404, 409, 413, 422),
     },
     ("get", "/v2/models/{name}"): {"ok": {"200": _ok("V2Metadata")}, "errors": (404, 409, 422)},
     ("get", "/v2/models/{name}/ready"): {

@@ -49,7 +49,16 @@ class EcdfScorer:
 
     def score(self, rows: FloatArray) -> FloatArray:
         """Scores of the rows of ``rows`` (higher = more anomalous), independent of each other."""
-        rows = np.asarray(rows, dtype=np.float64)
+        scores: FloatArray = self.outlyingness(rows).sum(axis=1)
+        return scores
+
+    def tail_bits(self, rows: FloatArray) -> FloatArray:
+        """Per row and column: ``-log`` of the smaller empirical tail probability."""
+        u_left, u_right = self._tails(np.asarray(rows, dtype=np.float64))
+        bits: FloatArray = np.maximum(u_left, u_right)
+        return bits
+
+    def _tails(self, rows: FloatArray) -> tuple[FloatArray, FloatArray]:
         n = self.sorted_columns.shape[0]
         at_most = np.empty_like(rows)
         at_least = np.empty_like(rows)
@@ -57,13 +66,18 @@ class EcdfScorer:
             values = self.sorted_columns[:, column]
             at_most[:, column] = np.searchsorted(values, rows[:, column], side="right")
             at_least[:, column] = n - np.searchsorted(values, rows[:, column], side="left")
-        u_left = -np.log((at_most + 1.0) / (n + 1.0))
-        u_right = -np.log((at_least + 1.0) / (n + 1.0))
+        u_left: FloatArray = -np.log((at_most + 1.0) / (n + 1.0))
+        u_right: FloatArray = -np.log((at_least + 1.0) / (n + 1.0))
+        return u_left, u_right
+
+    def outlyingness(self, rows: FloatArray) -> FloatArray:
+        """Per row and column: the column's term of the score (scores are the row sums)."""
+        u_left, u_right = self._tails(np.asarray(rows, dtype=np.float64))
         sign = self.skew_sign
         u_skew = u_left * -1 * np.sign(sign - 1) + u_right * np.sign(sign + 1)
         if self.kind == "ecod":
             outlyingness = np.maximum(np.maximum(u_left, u_right), u_skew)
         else:
             outlyingness = np.maximum(u_skew, (u_left + u_right) / 2)
-        scores: FloatArray = outlyingness.sum(axis=1)
-        return scores
+        terms: FloatArray = outlyingness
+        return terms

@@ -70,6 +70,8 @@ class FlatForest:
     denominator: float
     """``n_trees * c(max_samples)``: sklearn's normaliser of the summed depths."""
     n_features: int
+    log_samples: FloatArray
+    """Per node: log2 of the training samples that reached it (path attribution, explaining)."""
 
     def score_samples(self, rows: FloatArray) -> FloatArray:
         """sklearn's ``IsolationForest.score_samples(rows)`` (lower = more abnormal)."""
@@ -145,6 +147,7 @@ def _flatten(estimator: Any) -> FlatForest:
     # sklearn indexes X by estimators_features_ only when features were subsampled.
     subsampled = int(estimator._max_features) != n_features
     features, thresholds, lefts, rights, leaf_depths, roots = [], [], [], [], [], []
+    samples = []
     offset = 0
     levels = 0
     for tree, columns, path_lengths, average_lengths in zip(
@@ -175,6 +178,7 @@ def _flatten(estimator: Any) -> FlatForest:
             + np.asarray(average_lengths, dtype=np.float64)
             - 1.0
         )
+        samples.append(np.log2(np.maximum(np.asarray(nodes.n_node_samples, np.float64), 1.0)))
         levels = max(levels, int(nodes.max_depth))
         offset += nodes.node_count
     if not roots:
@@ -192,6 +196,7 @@ def _flatten(estimator: Any) -> FlatForest:
         levels=levels,
         denominator=float(np.asarray(denominator).reshape(-1)[0]),
         n_features=n_features,
+        log_samples=np.concatenate(samples),
     )
 
 

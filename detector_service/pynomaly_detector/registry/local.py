@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 from pynomaly_detector.registry.store import Draft
-from pynomaly_detector.registry.versions import AnomalyRecord, ModelVersion
+from pynomaly_detector.registry.versions import AnomalyRecord, Feedback, ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -225,10 +225,11 @@ class LocalStore:
                 return []
             found = []
             skipped = 0
-            for line in path.read_text(errors="replace").splitlines():
+            for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
                 try:
                     body = json.loads(line)
                     body["detected_at"] = dt.datetime.fromisoformat(body["detected_at"])
+                    body["id"] = number  # ids are line numbers: the file is append-only
                     record = AnomalyRecord(**body)
                 except (ValueError, TypeError, KeyError):
                     skipped += 1  # a torn line (a crash mid-write): skipped, never a 500
@@ -240,6 +241,38 @@ class LocalStore:
             return found[:limit]
 
         return await asyncio.to_thread(read)
+
+    async def anomalies_by_id(self, name: str, ids: Sequence[int]) -> list[AnomalyRecord]:
+        wanted = set(ids)
+        found = await self.anomalies(name, since=None, limit=max(wanted, default=0) + 1)
+        return [record for record in found if record.id in wanted]
+
+    async def write_feedback(self, entries: Sequence[Feedback]) -> None:
+        def append() -> None:
+            for entry in entries:
+                directory = self.root / entry.model
+                if not directory.is_dir():
+                    continue
+                with (directory / "feedback.jsonl").open("ab") as handle:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                    handle.write((json.dumps(entry.to_json()) + "\n").encode())
+
+        await asyncio.to_thread(append)
+
+    async def feedback_counts(self, name: str) -> dict[str, int]:
+        def count() -> dict[str, int]:
+            path = self.root / name / "feedback.jsonl"
+            counts: dict[str, int] = {}
+            if path.exists():
+                for line in path.read_text(errors="replace").splitlines():
+                    try:
+                        label = json.loads(line)["label"]
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a torn line
+                    counts[label] = counts.get(label, 0) + 1
+            return counts
+
+        return await asyncio.to_thread(count)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -21,6 +21,7 @@ No HTTP here; the data plane puts scoring and the anomaly log beside it.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -35,7 +36,7 @@ import numpy as np
 
 from pynomaly_detector import datasets, heap, metrics
 from pynomaly_detector.caching.memory import TTLCache
-from pynomaly_detector.detectors import catalog, fitted
+from pynomaly_detector.detectors import calibration, catalog, fitted
 from pynomaly_detector.detectors.errors import InvalidInputError
 from pynomaly_detector.registry import signing
 from pynomaly_detector.registry.store import Draft, ModelStore, StoreUnavailableError
@@ -68,6 +69,8 @@ class DeclaredModel:
     algorithm: str
     parameters: dict[str, Any] = field(default_factory=dict)
     contamination: float = 0.1
+    alert_rate: float | None = None
+    """Threshold from this alert rate (calibration quantile) instead of ``contamination``."""
     training_path: str = ""
     training_url: str = ""
     max_training_rows: int = 1_000_000
@@ -106,6 +109,9 @@ class DeclaredModel:
             "contamination": self.contamination,
             "source": source.hexdigest(),
         }
+        if self.alert_rate is not None:
+            # Only when set: declarations from before alert rates keep their digest (no refit).
+            body["alert_rate"] = self.alert_rate
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -316,10 +322,13 @@ class Models:
         parameters: dict[str, Any],
         contamination: float,
         data: datasets.TrainingData,
+        alert_rate: float | None = None,
     ) -> LoadedModel:
         """Fit and store a new version of ``name``; it serves at once in this process."""
         check_name(name)
-        draft = await self.draft(name, algorithm, parameters, contamination, data)
+        draft = await self.draft(
+            name, algorithm, parameters, contamination, data, alert_rate=alert_rate
+        )
         stamp = self.epoch
         meta = await self.store.save(draft)
         detector = await asyncio.get_running_loop().run_in_executor(
@@ -336,6 +345,62 @@ class Models:
         await self.prune(name)
         return LoadedModel(meta, detector)
 
+    async def recalibrate(self, model: LoadedModel, scores: np.ndarray) -> LoadedModel:
+        """A new version of ``model`` whose calibration sample also holds ``scores``.
+
+        The estimator is unchanged; with an ``alert_rate`` the threshold is recomputed from
+        the new sample (else only p-values move). Stored, signed and served like a fit.
+        """
+        meta = model.meta
+
+        def work() -> Draft:
+            detector = copy.copy(model.detector)
+            base = detector.calibration_scores
+            if base is None:
+                raise InvalidInputError(
+                    "this model version has no calibration sample to feed back into; refit it"
+                )
+            detector.calibration_scores = calibration.merged(base, scores)
+            if detector.alert_rate is not None:
+                detector.threshold = calibration.alert_threshold(
+                    detector.calibration_scores, detector.alert_rate
+                )
+            artifact, _, digest = signing.dump(self._key, detector)
+            fed = int(meta.extra.get("calibration_feedback", 0)) + len(scores)
+            draft = dataclasses.replace(
+                meta,
+                version=0,
+                threshold=detector.threshold,
+                content_hash=digest,
+                signature="",
+                calibration_size=len(detector.calibration_scores),
+                extra={
+                    **meta.extra,
+                    "calibration_feedback": fed,
+                    "recalibrated_from": meta.version,
+                },
+            )
+            return dataclasses.replace(
+                draft, signature=signing.seal(self._key, draft, artifact)
+            ), artifact
+
+        loop = asyncio.get_running_loop()
+        draft = await loop.run_in_executor(self._fit_pool, work)
+        stamp = self.epoch
+        stored = await self.store.save(draft)
+        detector = await loop.run_in_executor(
+            self._fit_pool,
+            functools.partial(
+                signing.load, self._key, draft[1], stored.signature, name=stored.name, meta=stored
+            ),
+        )
+        self.loaded.put((stored.name, stored.version), detector)
+        metrics.MODEL_LOADS.labels("fit").inc()
+        metrics.model_loaded(stored)
+        self.remember(stored, stamp)
+        await self.prune(stored.name)
+        return LoadedModel(stored, detector)
+
     async def prune(self, name: str) -> None:
         """Delete old versions beyond ``keep_versions`` (never the newest: it is served)."""
         if self.keep_versions > 0:
@@ -351,6 +416,8 @@ class Models:
         parameters: dict[str, Any],
         contamination: float,
         data: datasets.TrainingData,
+        *,
+        alert_rate: float | None = None,
     ) -> Draft:
         """Fit in the fit pool and sign: a version ready to store."""
         spec = catalog.lookup(algorithm)
@@ -361,6 +428,7 @@ class Models:
                 np.asarray(data.values, dtype=np.float64),
                 parameters=parameters,
                 contamination=contamination,
+                alert_rate=alert_rate,
             )
             artifact, _, digest = signing.dump(self._key, detector)
             meta = ModelVersion(
@@ -368,7 +436,7 @@ class Models:
                 version=0,
                 algorithm=spec.name,
                 parameters=parameters,
-                contamination=contamination,
+                contamination=detector.contamination,
                 features=list(data.features),
                 n_samples=detector.n_samples,
                 threshold=detector.threshold,
@@ -376,6 +444,12 @@ class Models:
                 content_hash=digest,
                 signature="",
                 extra=data.provenance,
+                alert_rate=detector.alert_rate,
+                calibration_size=(
+                    None
+                    if detector.calibration_scores is None
+                    else len(detector.calibration_scores)
+                ),
             )
             return dataclasses.replace(
                 meta, signature=signing.seal(self._key, meta, artifact)
@@ -435,6 +509,7 @@ class Models:
                 dict(declared.parameters),
                 declared.contamination,
                 data,
+                alert_rate=declared.alert_rate,
             )
             return dataclasses.replace(meta, extra={**meta.extra, "declaration": digest}), artifact
 

@@ -37,7 +37,7 @@ import asyncpg
 
 from pynomaly_detector import metrics
 from pynomaly_detector.registry.store import Draft, StoreUnavailableError
-from pynomaly_detector.registry.versions import AnomalyRecord, ModelVersion
+from pynomaly_detector.registry.versions import AnomalyRecord, Feedback, ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,16 @@ CREATE TABLE IF NOT EXISTS pynomaly_anomalies (
 );
 CREATE INDEX IF NOT EXISTS pynomaly_anomalies_model_time
     ON pynomaly_anomalies (model, detected_at);
+CREATE TABLE IF NOT EXISTS pynomaly_feedback (
+    id bigserial PRIMARY KEY,
+    model text NOT NULL,
+    version integer NOT NULL,
+    label text NOT NULL,
+    score double precision NOT NULL,
+    anomaly_id bigint,
+    labelled_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pynomaly_feedback_model ON pynomaly_feedback (model);
 CREATE TABLE IF NOT EXISTS pynomaly_model_names (
     name text PRIMARY KEY,
     last_version integer NOT NULL
@@ -311,6 +321,7 @@ class PostgresStore:
                     "DELETE FROM pynomaly_models WHERE name = $1", name
                 )
                 await connection.execute("DELETE FROM pynomaly_anomalies WHERE model = $1", name)
+                await connection.execute("DELETE FROM pynomaly_feedback WHERE model = $1", name)
                 existed = not status.endswith(" 0")
                 if existed:
                     await connection.execute(_BUMP)
@@ -375,7 +386,7 @@ class PostgresStore:
     ) -> list[AnomalyRecord]:
         async def fetch(connection: asyncpg.Connection) -> list[AnomalyRecord]:
             rows = await connection.fetch(
-                "SELECT model, version, score, threshold, row_values, detected_at"
+                "SELECT id, model, version, score, threshold, row_values, detected_at"
                 " FROM pynomaly_anomalies WHERE model = $1 AND ($2::timestamptz IS NULL"
                 " OR detected_at > $2) ORDER BY detected_at, id LIMIT $3",
                 name,
@@ -386,6 +397,50 @@ class PostgresStore:
 
         return await self._run(fetch, "anomalies")
 
+    async def anomalies_by_id(self, name: str, ids: Sequence[int]) -> list[AnomalyRecord]:
+        async def fetch(connection: asyncpg.Connection) -> list[AnomalyRecord]:
+            rows = await connection.fetch(
+                "SELECT id, model, version, score, threshold, row_values, detected_at"
+                " FROM pynomaly_anomalies WHERE model = $1 AND id = ANY($2::bigint[])"
+                " ORDER BY id",
+                name,
+                list(ids),
+            )
+            return [_record(row) for row in rows]
+
+        return await self._run(fetch, "anomalies")
+
+    async def write_feedback(self, entries: Sequence[Feedback]) -> None:
+        if not entries:
+            return
+
+        async def insert(connection: asyncpg.Connection) -> None:
+            await connection.execute(
+                "INSERT INTO pynomaly_feedback"
+                " (model, version, label, score, anomaly_id, labelled_at)"
+                " SELECT * FROM unnest("
+                "$1::text[], $2::int[], $3::text[], $4::float8[], $5::bigint[], $6::timestamptz[])",
+                [entry.model for entry in entries],
+                [entry.version for entry in entries],
+                [entry.label for entry in entries],
+                [entry.score for entry in entries],
+                [entry.anomaly_id for entry in entries],
+                [entry.labelled_at for entry in entries],
+            )
+
+        await self._run(insert, "feedback")
+
+    async def feedback_counts(self, name: str) -> dict[str, int]:
+        async def fetch(connection: asyncpg.Connection) -> dict[str, int]:
+            rows = await connection.fetch(
+                "SELECT label, count(*) AS n FROM pynomaly_feedback WHERE model = $1"
+                " GROUP BY label",
+                name,
+            )
+            return {row["label"]: int(row["n"]) for row in rows}
+
+        return await self._run(fetch, "feedback")
+
 
 def _record(row: Any) -> AnomalyRecord:
     return AnomalyRecord(
@@ -395,4 +450,5 @@ def _record(row: Any) -> AnomalyRecord:
         threshold=row["threshold"],
         row=json.loads(row["row_values"]),
         detected_at=row["detected_at"],
+        id=row["id"],
     )

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from pynomaly_detector.registry.versions import AnomalyRecord, ModelVersion
+from pynomaly_detector.registry.versions import AnomalyRecord, Feedback, ModelVersion
 
 Draft = tuple[ModelVersion, bytes]
 """A fitted model ready to store: metadata (``version`` is assigned by the store), artifact."""
@@ -71,3 +71,12 @@ class ModelStore(Protocol):
         self, name: str, *, since: dt.datetime | None, limit: int
     ) -> list[AnomalyRecord]:
         """Anomaly records of ``name`` after ``since``, oldest first."""
+
+    async def anomalies_by_id(self, name: str, ids: Sequence[int]) -> list[AnomalyRecord]:
+        """The anomaly records of ``name`` with these ids (unknown ids are left out)."""
+
+    async def write_feedback(self, entries: Sequence[Feedback]) -> None:
+        """Append feedback labels."""
+
+    async def feedback_counts(self, name: str) -> dict[str, int]:
+        """Label -> how many labels ``name`` has received (every version)."""

@@ -26,6 +26,11 @@ class ModelVersion:
     """HMAC-SHA256 of the artifact under the signing key (hex)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Training provenance: rows seen, whether they were sampled, source."""
+    alert_rate: float | None = None
+    """Set when the threshold was fitted from an alert rate (the calibration quantile) rather
+    than from ``contamination``; ``None`` otherwise and for versions stored before it existed."""
+    calibration_size: int | None = None
+    """Scores in the artifact's calibration sample; ``None`` for versions without one."""
 
     @property
     def n_features(self) -> int:
@@ -64,11 +69,36 @@ class AnomalyRecord:
     threshold: float
     row: list[float]
     detected_at: dt.datetime
+    id: int | None = None
+    """The record's id in the log (what feedback refers to); ``None`` until stored."""
 
     def public(self) -> dict[str, Any]:
         """The JSON the API returns."""
         body = asdict(self)
         body["detected_at"] = self.detected_at.isoformat()
+        return body
+
+
+LABELS = ("true_positive", "false_positive", "false_negative", "true_negative")
+"""Feedback labels: the first two are labelled alerts (precision), the others unflagged rows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """One label given to an alert (by anomaly-log id) or to a row scored for the purpose."""
+
+    model: str
+    version: int
+    label: str
+    """One of ``LABELS``."""
+    score: float
+    anomaly_id: int | None
+    labelled_at: dt.datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """For the local store's feedback file."""
+        body = asdict(self)
+        body["labelled_at"] = self.labelled_at.isoformat()
         return body
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,7 +68,15 @@ CONTENTS: dict[str, str] = {
 """The typed-contents field of each datatype in gRPC (FP16 has none: it travels raw)."""
 
 OUTPUTS: dict[str, str] = {"scores": "FP64", "is_anomaly": "BOOL"}
-"""The outputs every model produces, name -> datatype, in response order."""
+"""The outputs every model produces, name -> datatype, in response order: what a request
+that names no outputs gets (so v2 clients written before the extra outputs see no change)."""
+
+EXTRA_OUTPUTS: dict[str, str] = {"p_values": "FP64", "explanations": "BYTES"}
+"""Outputs sent only when a request names them: per row the p-value of its score, and its
+explanation as a JSON text (``"null"`` for rows not flagged, else the list of features)."""
+
+ALL_OUTPUTS: dict[str, str] = {**OUTPUTS, **EXTRA_OUTPUTS}
+"""Every output a request may name, name -> datatype."""
 
 _NUMBERS = frozenset({int, float})
 _BOOLEANS = frozenset({bool})
@@ -314,8 +323,9 @@ def requested_outputs(header: Mapping[str, Any]) -> list[Requested]:
     wanted: list[Requested] = []
     for output in outputs:
         name = output.get("name")
-        if name not in OUTPUTS:
-            raise TensorError(f"unknown output {name!r}; the outputs are {', '.join(OUTPUTS)}")
+        if name not in ALL_OUTPUTS:
+            known = ", ".join(ALL_OUTPUTS)
+            raise TensorError(f"unknown output {name!r}; the outputs are {known}")
         own = output.get("parameters")
         if own is not None and not isinstance(own, dict):
             raise TensorError(f"output {name!r}: 'parameters' must be an object")
@@ -340,5 +350,12 @@ def output_arrays(scores: FloatArray, threshold: float) -> dict[str, Any]:
 
 
 def raw(array: Any) -> bytes:
-    """An output array's raw little-endian row-major bytes (binary outputs, gRPC raw contents)."""
+    """An output array's raw little-endian row-major bytes (binary outputs, gRPC raw contents).
+
+    A list of strings is a BYTES tensor: each element as a 4-byte little-endian length and
+    its UTF-8 bytes, the protocol's raw layout for BYTES.
+    """
+    if isinstance(array, list):
+        encoded = [text.encode() for text in array]
+        return b"".join(struct.pack("<I", len(item)) + item for item in encoded)
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()

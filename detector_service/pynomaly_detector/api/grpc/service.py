@@ -109,33 +109,41 @@ class InferenceService:
             name=meta.name, versions=[str(meta.version)], platform=f"pynomaly/{meta.algorithm}"
         )
         response.inputs.add(name=tensors.INPUT, datatype="FP64", shape=[-1, meta.n_features])
-        for name, datatype in tensors.OUTPUTS.items():
+        for name, datatype in tensors.OUTPUTS.items():  # the extra outputs are asked by name
             response.outputs.add(name=name, datatype=datatype, shape=[-1])
         return response
 
     async def model_infer(self, request: Any, context: Any) -> Any:
-        """Scores and flags of the request's rows; outputs always as raw contents."""
+        """Scores and flags of the request's rows (and the extra outputs it names); outputs
+        always as raw contents."""
         wanted = [output.name for output in request.outputs] or list(tensors.OUTPUTS)
         for name in wanted:
-            if name not in tensors.OUTPUTS:
-                known = ", ".join(tensors.OUTPUTS)
+            if name not in tensors.ALL_OUTPUTS:
+                known = ", ".join(tensors.ALL_OUTPUTS)
                 raise tensors.TensorError(f"unknown output {name!r}; the outputs are {known}")
         model = await self.plane.model(request.model_name)
         _check_version(request.model_version, model.meta.name, model.meta.version)
+        names = set(wanted)
+        extras = not names.issubset(tensors.OUTPUTS)
+        if extras:
+            oip.check_outputs(self.plane, model, names)
         values = decode_inputs(
             request,
             n_features=model.meta.n_features,
             max_rows=self.settings.max_instances_per_request,
         )
         detection = await self.plane.detect_matrix(model, values)
-        arrays = tensors.output_arrays(detection.scores, model.meta.threshold)
+        if extras:
+            arrays = await oip.output_arrays(self.plane, detection, names)
+        else:
+            arrays = tensors.output_arrays(detection.scores, model.meta.threshold)
         response = pb.ModelInferResponse(
             model_name=model.meta.name, model_version=str(model.meta.version), id=request.id
         )
         response.parameters["threshold"].string_param = repr(model.meta.threshold)
         rows = len(values)
         for name in wanted:
-            response.outputs.add(name=name, datatype=tensors.OUTPUTS[name], shape=[rows])
+            response.outputs.add(name=name, datatype=tensors.ALL_OUTPUTS[name], shape=[rows])
             response.raw_output_contents.append(tensors.raw(arrays[name]))
         return response
 

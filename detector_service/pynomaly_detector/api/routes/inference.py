@@ -10,6 +10,7 @@ from pynomaly_detector.api import oip
 from pynomaly_detector.api.bodies import json_response
 from pynomaly_detector.api.deps import Plane
 from pynomaly_detector.api.errors import error_response
+from pynomaly_detector.scoring import tensors
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 
@@ -30,9 +31,11 @@ async def metadata(name: str, plane: Plane) -> Response:
             "versions": [str(meta.version)],
             "platform": f"pynomaly/{meta.algorithm}",
             "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, meta.n_features]}],
+            # The default outputs only: clients that ask for every listed output keep getting
+            # what they always got; the extra ones (tensors.EXTRA_OUTPUTS) are asked by name.
             "outputs": [
-                {"name": "scores", "datatype": "FP64", "shape": [-1]},
-                {"name": "is_anomaly", "datatype": "BOOL", "shape": [-1]},
+                {"name": output, "datatype": datatype, "shape": [-1]}
+                for output, datatype in tensors.OUTPUTS.items()
             ],
         }
     )

@@ -16,6 +16,10 @@ from pynomaly_detector.detectors.errors import InvalidInputError
 
 router = APIRouter(tags=["scoring"])
 
+NO_CALIBRATION = (
+    "this model version was fitted before calibration samples existed; refit it to get p-values"
+)
+
 
 @router.post("/v1/models/{name}/detect")
 async def detect(request: Request) -> Response:
@@ -28,17 +32,27 @@ async def detect(request: Request) -> Response:
     body = await json_object(request, bound)
     if "instances" not in body:
         raise InvalidInputError("'instances' is required: a list of rows")
+    explain = body.get("explain", False)
+    if type(explain) is not bool:
+        raise InvalidInputError("'explain' must be true or false")
+    if explain:
+        plane.check_explainable(model)  # 422 before any scoring work
     detection = await plane.detect(name, body["instances"])
     meta = detection.model.meta
-    return json_response(
-        {
-            "scores": detection.scores,
-            "is_anomaly": detection.is_anomaly,
-            "threshold": meta.threshold,
-            "model": meta.name,
-            "version": meta.version,
-        }
-    )
+    p_values = detection.p_values
+    response = {
+        "scores": detection.scores,
+        "is_anomaly": detection.is_anomaly,
+        "p_values": p_values,
+        "threshold": meta.threshold,
+        "model": meta.name,
+        "version": meta.version,
+    }
+    if p_values is None:
+        response["p_values_unavailable"] = NO_CALIBRATION
+    if explain:
+        response["explanations"] = await plane.explain(detection)
+    return json_response(response)
 
 
 @router.post("/v2/models/{name}/infer")
