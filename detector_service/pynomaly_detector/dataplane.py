@@ -28,6 +28,7 @@ import numpy.typing as npt
 from pynomaly_detector import datasets, metrics
 from pynomaly_detector.caching.memory import TTLCache
 from pynomaly_detector.caching.redis_cache import RedisScoreCache
+from pynomaly_detector.caching.snapshots import SharedSnapshots
 from pynomaly_detector.detectors.errors import InvalidInputError
 from pynomaly_detector.registry.anomaly_log import AnomalyLog
 from pynomaly_detector.registry.models import (
@@ -42,6 +43,7 @@ from pynomaly_detector.registry.signing import ArtifactRejectedError
 from pynomaly_detector.registry.store import ModelStore, StoreUnavailableError
 from pynomaly_detector.registry.versions import AnomalyRecord, ModelVersion
 from pynomaly_detector.scoring import rows as rowing
+from pynomaly_detector.scoring.monitoring import DriftMonitor
 from pynomaly_detector.scoring.scorer import RowKey, RowScorer
 from pynomaly_detector.settings import Settings
 
@@ -96,8 +98,10 @@ class DataPlane:
         anomaly_log: AnomalyLog | None = None,
         announce: Announce | None = None,
         pools: Sequence[ThreadPoolExecutor] = (),
+        monitor: DriftMonitor | None = None,
     ) -> None:
         self.settings = settings
+        self.monitor = monitor
         self.models = models
         self.scorer = scorer
         self.l2 = l2
@@ -176,6 +180,8 @@ class DataPlane:
         """Finish work in flight, flush the anomaly log, release pools."""
         self.draining = True
         await self.scorer.close()
+        if self.monitor is not None:
+            await self.monitor.close()
         if self.anomaly_log is not None:
             await self.anomaly_log.close(grace=ANOMALY_LOG_FLUSH_SECONDS)
         await self.store.close()
@@ -264,6 +270,22 @@ class DataPlane:
         """Metadata of the newest version of ``name`` (L3-cached)."""
         return await self.models.describe(name)
 
+    async def report(self, name: str) -> dict[str, Any]:
+        """What ``GET /v1/models/{name}`` shows: the newest version's metadata and ``drift``
+        (over every worker sharing Redis; see ``scoring.monitoring``)."""
+        meta = await self.models.describe(name)
+        body = meta.public()
+        if self.monitor is not None:
+            try:
+                model = await self.models.load(name)
+            except (StoreUnavailableError, ArtifactRejectedError, ModelNotFoundError):
+                body["drift"] = None  # metadata only: the artifact cannot be read now
+                return body
+            figures = await self.monitor.figures(model.meta, model.detector)
+            body = model.meta.public()
+            body["drift"] = None if figures is None else figures.public()
+        return body
+
     async def model(self, name: str) -> LoadedModel:
         """The newest version of ``name``, loaded."""
         return await self.models.load(name)
@@ -311,6 +333,8 @@ class DataPlane:
         flagged_count = int(np.count_nonzero(scores > meta.threshold))
         if flagged_count:
             metrics.ANOMALIES.labels(meta.name).inc(flagged_count)
+        if self.monitor is not None:
+            self.monitor.observe(meta, model.detector, scores, values, flagged_count)
         if self.anomaly_log is not None:
             _log_anomalies(self.anomaly_log, meta, scores, values)
         return Detection(model, scores)
@@ -345,8 +369,10 @@ def build(
     store: ModelStore,
     l2: RedisScoreCache | None = None,
     announce: Announce | None = None,
+    shared: SharedSnapshots | None = None,
 ) -> DataPlane:
-    """Compose a data plane: thread pools, caches, registry, row scorer, anomaly log."""
+    """Compose a data plane: thread pools, caches, registry, row scorer, anomaly log, drift
+    monitor (sharing its sketches through ``shared`` when Redis is configured)."""
     scoring_pool = ThreadPoolExecutor(settings.scoring_threads, thread_name_prefix="pynomaly-score")
     fit_pool = ThreadPoolExecutor(1, thread_name_prefix="pynomaly-fit")
     scorer = RowScorer(
@@ -391,6 +417,15 @@ def build(
         anomaly_log=anomaly_log,
         announce=announce,
         pools=(scoring_pool, fit_pool),
+        monitor=DriftMonitor(
+            shared=shared,
+            window=settings.drift_window_rows,
+            min_rows=settings.drift_min_rows,
+            publish_seconds=settings.drift_publish_seconds,
+            max_models=settings.cache_model_max_models,
+        )
+        if settings.drift_enabled
+        else None,
     )
 
 

@@ -172,6 +172,19 @@ class Settings(BaseSettings):
     """Widest training row (columns) a fit accepts, checked on the CSV's first line or the
     JSON row lengths before any matrix is built (wider: 422)."""
 
+    drift_enabled: bool = True
+    """Keep drift sketches of served models (``drift`` in ``GET /v1/models/{name}``)."""
+    drift_window_rows: int = Field(default=20_000, ge=100)
+    """Per worker: the drift figures cover its last ``window/2`` to ``window`` rows (counts
+    are halved when they exceed it)."""
+    drift_min_rows: int = Field(default=500, ge=1)
+    """Rows needed before a drift score is reported (fewer: ``score`` is null, as the noise
+    of a small sample would read as drift)."""
+    drift_publish_seconds: float = Field(default=5.0, gt=0)
+    """How often each worker shares its sketches through Redis and refreshes the gauges."""
+    drift_stale_seconds: float = Field(default=600.0, gt=0)
+    """A worker's shared sketch older than this no longer counts (stopped or idle worker)."""
+
     rate_limit_requests_per_second: float = Field(default=0, ge=0)
     """Per-client request rate (shared through Redis when configured); 0 = off."""
     rate_limit_burst: int = Field(default=0, ge=0)

@@ -29,6 +29,7 @@ from pynomaly_detector.api.routes import health, inference, models, scoring
 from pynomaly_detector.caching import redis_clients
 from pynomaly_detector.caching.invalidation import Invalidation
 from pynomaly_detector.caching.redis_cache import RedisScoreCache
+from pynomaly_detector.caching.snapshots import SharedSnapshots
 from pynomaly_detector.dataplane import DataPlane
 from pynomaly_detector.registry.local import LocalStore
 from pynomaly_detector.registry.postgres import PostgresStore
@@ -95,6 +96,13 @@ def create_app(
             store=store or build_store(settings),
             l2=l2,
             announce=invalidation.publish if invalidation is not None else None,
+            shared=SharedSnapshots(
+                redis,
+                prefix=settings.cache_redis_key_prefix,
+                stale_seconds=settings.drift_stale_seconds,
+            )
+            if redis is not None
+            else None,
         )
         limiter = (
             RateLimiter(
@@ -119,6 +127,8 @@ def create_app(
             asyncio.create_task(_report(status, plane), name="status"),
             asyncio.create_task(plane.revalidate_forever(), name="revalidate"),
         ]
+        if plane.monitor is not None:
+            tasks.append(asyncio.create_task(plane.monitor.publish_forever(), name="drift"))
         if invalidation is not None:
             tasks.append(
                 asyncio.create_task(invalidation.run(plane.changed_elsewhere), name="invalidation")

@@ -123,6 +123,17 @@ class FitUpload(BaseModel):
     parameters: str = Field(default="{}", description="a JSON object of estimator parameters")
 
 
+class Drift(BaseModel):
+    """Recent traffic of the version against its reference (``GET /v1/models/{name}``)."""
+
+    score: float | None = Field(description="PSI of recent vs reference scores (null: few rows)")
+    features: dict[str, float] = Field(description="PSI per tracked feature")
+    alert_rate: float | None = Field(description="share of recent rows flagged")
+    rows: int = Field(description="recent rows the figures cover (all workers sharing Redis)")
+    reference: str = Field(description="calibration | training")
+    scope: str = Field(description="cluster (every worker sharing Redis) | worker")
+
+
 class ModelInfo(BaseModel):
     """Metadata of a model version."""
 
@@ -132,6 +143,9 @@ class ModelInfo(BaseModel):
     algorithm: str
     threshold: float
     n_features: int
+    drift: Drift | None = Field(
+        default=None, description="GET /v1/models/{name} only: drift and live alert rate"
+    )
 
 
 class ModelList(BaseModel):
@@ -205,6 +219,7 @@ SCHEMAS: list[type[BaseModel]] = [
     ModelList,
     Deleted,
     Anomalies,
+    Drift,
     V2Metadata,
     ModelReady,
     Live,

@@ -35,7 +35,7 @@ import numpy as np
 
 from pynomaly_detector import datasets, heap, metrics
 from pynomaly_detector.caching.memory import TTLCache
-from pynomaly_detector.detectors import catalog, fitted
+from pynomaly_detector.detectors import catalog, fitted, reference
 from pynomaly_detector.detectors.errors import InvalidInputError
 from pynomaly_detector.registry import signing
 from pynomaly_detector.registry.store import Draft, ModelStore, StoreUnavailableError
@@ -356,12 +356,11 @@ class Models:
         spec = catalog.lookup(algorithm)
 
         def work() -> Draft:
+            values = np.asarray(data.values, dtype=np.float64)
             detector = fitted.fit(
-                spec.name,
-                np.asarray(data.values, dtype=np.float64),
-                parameters=parameters,
-                contamination=contamination,
+                spec.name, values, parameters=parameters, contamination=contamination
             )
+            reference.attach(detector, values)  # bins for drift checks (no rows kept)
             artifact, _, digest = signing.dump(self._key, detector)
             meta = ModelVersion(
                 name=name,

@@ -71,6 +71,19 @@ class TrainingSpec(base.SpecModel):
     )
 
 
+class DriftSpec(base.SpecModel):
+    """When the served model no longer fits its traffic (condition ModelDrift)."""
+
+    threshold: float | None = _field(
+        None,
+        "ModelDrift turns True when the service reports a drift figure (PSI of recent vs "
+        "reference scores, or of one tracked feature) above this; unset = no ModelDrift "
+        "condition. 0.1 is a moderate shift, 0.25 a large one.",
+        gt=0,
+        le=100,
+    )
+
+
 class ModelSpec(base.SpecModel):
     """The detector model the service fits and serves."""
 
@@ -95,6 +108,7 @@ class ModelSpec(base.SpecModel):
         le=0.5,
     )
     training: TrainingSpec = _sub(TrainingSpec, "Training data source.")
+    drift: DriftSpec = _sub(DriftSpec, "Drift of live traffic from the model's reference.")
 
 
 # --- pods ---------------------------------------------------------------------------------
