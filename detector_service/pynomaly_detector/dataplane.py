@@ -84,6 +84,11 @@ class Detection:
         flags: list[bool] = (self.scores > self.model.meta.threshold).tolist()
         return flags
 
+    @property
+    def p_values(self) -> FloatArray | None:
+        """Per row: the p-value of its score (``None``: the version has no calibration sample)."""
+        return self.model.detector.p_values(self.scores)
+
 
 class DataPlane:
     """Fit, look up, score and delete models; report readiness. Built by ``build``."""
@@ -248,6 +253,7 @@ class DataPlane:
         parameters: dict[str, Any],
         contamination: float,
         data: datasets.TrainingData,
+        alert_rate: float | None = None,
     ) -> ModelVersion:
         """Fit and store a new version of ``name``; it serves at once in this process."""
         model = await self.models.fit(
@@ -256,6 +262,7 @@ class DataPlane:
             parameters=parameters,
             contamination=contamination,
             data=data,
+            alert_rate=alert_rate,
         )
         self.scorer.forget(name, keep=identity(model.meta))
         if self._announce is not None:
@@ -356,6 +363,7 @@ def declared_model(settings: Settings) -> DeclaredModel:
         algorithm=settings.model_algorithm,
         parameters=dict(settings.model_parameters),
         contamination=settings.model_contamination,
+        alert_rate=settings.model_alert_rate,
         training_path=settings.model_training_path,
         training_url=settings.model_training_url,
         max_training_rows=settings.model_max_training_rows,

@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     """JSON object of estimator parameters of the declared model."""
     model_contamination: float = Field(default=0.1, gt=0, le=0.5)
     """Expected share of anomalies in the declared model's training data (sets the threshold)."""
+    model_alert_rate: float | None = Field(default=None, gt=0, lt=0.5)
+    """Share of normal traffic the declared model should flag (e.g. 0.001): the threshold is
+    then the calibration-sample quantile with p-value <= this rate, not ``model_contamination``."""
     model_training_path: str = ""
     """CSV file with the declared model's training rows (e.g. a mounted ConfigMap key)."""
     model_training_url: str = ""

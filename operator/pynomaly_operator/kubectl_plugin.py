@@ -331,9 +331,12 @@ def fit(
     spec_model = (detector.get("spec") or {}).get("model") or {}
     fields = {
         "algorithm": algorithm or str(spec_model.get("algorithm", "IForest")),
-        "contamination": str(contamination or spec_model.get("contamination", 0.1)),
         "parameters": json.dumps(spec_model.get("parameters") or {}),
     }
+    if contamination is None and spec_model.get("alertRate") is not None:
+        fields["alert_rate"] = str(spec_model["alertRate"])
+    else:
+        fields["contamination"] = str(contamination or spec_model.get("contamination") or 0.1)
     body, content_type = _multipart(fields, csv_path)
     model = _model_name(detector)
     with endpoint(kube, name, explicit_endpoint) as base:

@@ -285,3 +285,21 @@ def test_grpc_port_is_refused_where_http_or_metrics_listen() -> None:
     for port in (8000, 9090):
         with pytest.raises(pydantic.ValidationError, match="grpcPort must differ"):
             parse({"server": {"grpcPort": port}})
+
+
+def test_alert_rate_reaches_the_service_instead_of_contamination() -> None:
+    names = naming.Names(instance="fraud", namespace="payments")
+    budget = config_map.config_map(parse({"model": {"alertRate": 0.001}}), names)["data"]
+    assert budget["PYNOMALY_MODEL_ALERT_RATE"] == "0.001"
+    plain = config_map.config_map(parse({}), names)["data"]
+    assert "PYNOMALY_MODEL_ALERT_RATE" not in plain
+    assert plain["PYNOMALY_MODEL_CONTAMINATION"] == "0.1"
+
+
+@pytest.mark.parametrize(
+    "model",
+    [{"alertRate": 0.5}, {"alertRate": 0}, {"alertRate": 0.01, "contamination": 0.1}],
+)
+def test_alert_rate_is_validated(model: dict[str, Any]) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        specs.AnomalyDetectorSpec.model_validate({"model": model})

@@ -383,6 +383,11 @@ def test_spec_edit_rolls_out_and_hand_edits_are_restored(kube: Kube, operator: O
 def test_invalid_specs_are_refused_naming_the_field(kube: Kube, crd: None) -> None:
     cases = {
         "spec.model.contamination": {**BASE_SPEC, "model": {"contamination": 0.9}},
+        "spec.model.alertRate": {**BASE_SPEC, "model": {"alertRate": 0.5}},
+        "contamination (share of anomalies in the training data) or alertRate": {
+            **BASE_SPEC,
+            "model": {"contamination": 0.05, "alertRate": 0.001},
+        },
         "spec.autoscaling": {**BASE_SPEC, "autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
         "spec.model.algorithm": {**BASE_SPEC, "model": {"algorithm": "NotAnAlgorithm"}},
         "spec.placement.mode": {**BASE_SPEC, "placement": {"mode": "sometimes"}},

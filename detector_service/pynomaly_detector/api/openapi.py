@@ -48,6 +48,13 @@ class Detection(BaseModel):
 
     scores: list[float]
     is_anomaly: list[bool]
+    p_values: list[float] | None = Field(
+        description="per row: share of calibration scores at least as high, (count+1)/(n+1);"
+        " null for model versions fitted without a calibration sample"
+    )
+    p_values_unavailable: str | None = Field(
+        default=None, description="why p_values is null (only present then)"
+    )
     threshold: float
     model: str
     version: int
@@ -110,7 +117,15 @@ class FitRequest(BaseModel):
 
     algorithm: str = "IForest"
     parameters: dict[str, Any] = Field(default_factory=dict)
-    contamination: float = Field(default=0.1, gt=0, le=0.5)
+    contamination: float | None = Field(
+        default=None, gt=0, le=0.5, description="share of anomalies in the training rows (0.1)"
+    )
+    alert_rate: float | None = Field(
+        default=None,
+        gt=0,
+        lt=0.5,
+        description="share of normal traffic to flag (instead of contamination, not with it)",
+    )
     instances: list[list[float]] = Field(min_length=2)
 
 
@@ -120,6 +135,7 @@ class FitUpload(BaseModel):
     file: bytes = Field(json_schema_extra={"format": "binary"})
     algorithm: str = "IForest"
     contamination: str = Field(default="0.1", description="a number in (0, 0.5]")
+    alert_rate: str = Field(default="", description="a number in (0, 0.5), not with contamination")
     parameters: str = Field(default="{}", description="a JSON object of estimator parameters")
 
 

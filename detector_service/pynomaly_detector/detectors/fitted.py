@@ -7,6 +7,12 @@ scored with, which is what makes micro-batching and per-row caching correct.
 IsolationForest and PyOD's IForest are scored through a flattened forest
 (``detectors/forest.py``), built when the detector is fitted or unpickled and never stored in
 the artifact: it is derived data, and rebuilding it lets a newer scikit-learn re-check it.
+
+Every detector fitted since calibrated scores exist carries ``calibration_scores`` (see
+``detectors/calibration.py``: which algorithms hold calibration rows out of fitting and how
+p-values are computed) and, when fitted with an ``alert_rate``, a threshold taken from that
+sample. Fields added later are appended after the original ones in the pickled state, so
+artifacts stored before them still load (with ``None``: no p-values for those models).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pynomaly_detector.detectors import catalog, errors, forest
+from pynomaly_detector.detectors import calibration, catalog, errors, forest
 from pynomaly_detector.detectors.ecdf import EcdfScorer
 
 FloatArray = npt.NDArray[np.float64]
@@ -31,7 +37,8 @@ FORESTS = frozenset({"IForest", "IsolationForest"})
 
 @dataclass(slots=True)
 class FittedDetector:
-    """A fitted estimator plus the threshold fixed at fit time from ``contamination``."""
+    """A fitted estimator, its threshold (from ``contamination`` or ``alert_rate``) and its
+    calibration sample."""
 
     algorithm: str
     parameters: dict[str, Any]
@@ -44,6 +51,15 @@ class FittedDetector:
     ecdf: EcdfScorer | None = None
     """ECOD/COPOD: the training-distribution scorer used instead of PyOD's batch scoring."""
     extra: dict[str, Any] = field(default_factory=dict)
+    calibration_scores: FloatArray | None = None
+    """Scores of normal rows, float64, sorted ascending, at most ``calibration.MAX_SIZE``:
+    what p-values compare a score with. ``None`` for models fitted before calibration."""
+    alert_rate: float | None = None
+    """The share of normal rows the threshold flags, when fitted with ``alert_rate``."""
+    calibration_held_out: int = 0
+    """Training rows held out of fitting to score the calibration sample (0: training scores)."""
+    feature_medians: FloatArray | None = None
+    """Per feature: the training median (the reference explanations compare a row with)."""
     flat_forest: forest.FlatForest | None = field(default=None, compare=False, repr=False)
     """IsolationForest / IForest: the flattened forest (derived, never pickled)."""
 
@@ -53,10 +69,22 @@ class FittedDetector:
 
     def __setstate__(self, state: list[Any]) -> None:
         names = [f.name for f in fields(self) if f.name != "flat_forest"]
-        for name, value in zip(names, state, strict=True):
+        if len(state) > len(names):
+            raise ValueError("artifact written by a newer version (more fields than known)")
+        for name, value in zip(names, state, strict=False):
             object.__setattr__(self, name, value)
+        # Artifacts stored before later fields existed: those take their defaults.
+        for f in fields(self)[len(state) :]:
+            if f.name != "flat_forest":
+                object.__setattr__(self, f.name, f.default)
         self.flat_forest = None
         self.prepare()
+
+    def p_values(self, scores: FloatArray) -> FloatArray | None:
+        """Per score: its p-value against the calibration sample (``None`` without one)."""
+        if self.calibration_scores is None:
+            return None
+        return calibration.p_values(self.calibration_scores, scores)
 
     def prepare(self) -> None:
         """Build the fast scorer of forest models (after fitting and after unpickling)."""
@@ -124,14 +152,23 @@ def fit(
     *,
     parameters: dict[str, Any] | None = None,
     contamination: float = 0.1,
+    alert_rate: float | None = None,
 ) -> FittedDetector:
     """Validate ``parameters`` against the estimator's signature and fit it on ``rows``.
 
+    The threshold is the ``1 - contamination`` quantile of the training scores (PyOD's own
+    ``threshold_`` for PyOD models), or, with ``alert_rate``, the calibration-sample score
+    that flags rows with a p-value at most ``alert_rate`` (``calibration.alert_threshold``).
     Raises ``InvalidParametersError`` naming the valid parameters when one is unknown, and
     when the estimator rejects a value; ``InvalidInputError`` for unusable training rows.
     """
     spec = catalog.lookup(algorithm)
     parameters = dict(parameters or {})
+    if alert_rate is not None:
+        if not 0 < alert_rate < 0.5:
+            raise errors.InvalidParametersError("alert_rate must be in (0, 0.5)")
+        # The estimator's own contamination only sets a threshold this one replaces.
+        contamination = alert_rate
     if not 0 < contamination <= 0.5:
         raise errors.InvalidParametersError("contamination must be in (0, 0.5]")
     rows = np.asarray(rows, dtype=np.float64)
@@ -167,26 +204,44 @@ def fit(
     except (TypeError, ValueError) as error:
         raise errors.InvalidParametersError(f"{spec.name}: {error}") from error
     n_samples, n_features = rows.shape
+    held_out = calibration.held_out_rows(spec.name, n_samples)
+    fit_rows, calibration_rows = calibration.split(rows, held_out)
     quantile = 100.0 * (1.0 - contamination)
     if spec.name in ECDF_KINDS:
-        scorer = EcdfScorer.fit("ecod" if spec.name == "ECOD" else "copod", rows)
-        threshold = float(np.percentile(scorer.score(rows), quantile))
-        return FittedDetector(
-            spec.name, parameters, contamination, n_features, n_samples, threshold, ecdf=scorer
+        scorer = EcdfScorer.fit("ecod" if spec.name == "ECOD" else "copod", fit_rows)
+        detector = FittedDetector(
+            spec.name, parameters, contamination, n_features, n_samples, 0.0, ecdf=scorer
         )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            estimator.fit(rows)
-    except (TypeError, ValueError) as error:
-        raise errors.InvalidParametersError(f"{spec.name}: {error}") from error
-    detector = FittedDetector(
-        spec.name, parameters, contamination, n_features, n_samples, 0.0, estimator=estimator
-    )
-    detector.prepare()
-    if spec.family == "pyod":
-        # PyOD's threshold comes from its training scores (leave-self-out for KNN/LOF).
-        detector.threshold = float(estimator.threshold_)
+        training_scores = detector.score(fit_rows)
+        detector.threshold = float(np.percentile(training_scores, quantile))
     else:
-        detector.threshold = float(np.percentile(detector.score(rows), quantile))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                estimator.fit(fit_rows)
+        except (TypeError, ValueError) as error:
+            raise errors.InvalidParametersError(f"{spec.name}: {error}") from error
+        detector = FittedDetector(
+            spec.name, parameters, contamination, n_features, n_samples, 0.0, estimator=estimator
+        )
+        detector.prepare()
+        training_scores = detector.score(fit_rows)
+        if spec.family == "pyod":
+            # PyOD's threshold comes from its training scores (leave-self-out for KNN/LOF).
+            detector.threshold = float(estimator.threshold_)
+        else:
+            detector.threshold = float(np.percentile(training_scores, quantile))
+    detector.calibration_held_out = held_out
+    detector.calibration_scores = calibration.sample(
+        detector.score(calibration_rows) if held_out else training_scores
+    )
+    detector.feature_medians = np.median(rows, axis=0)
+    if alert_rate is not None:
+        try:
+            detector.threshold = calibration.alert_threshold(
+                detector.calibration_scores, alert_rate
+            )
+        except ValueError as error:
+            raise errors.InvalidParametersError(str(error)) from None
+        detector.alert_rate = alert_rate
     return detector

@@ -68,6 +68,8 @@ class DeclaredModel:
     algorithm: str
     parameters: dict[str, Any] = field(default_factory=dict)
     contamination: float = 0.1
+    alert_rate: float | None = None
+    """Threshold from this alert rate (calibration quantile) instead of ``contamination``."""
     training_path: str = ""
     training_url: str = ""
     max_training_rows: int = 1_000_000
@@ -106,6 +108,9 @@ class DeclaredModel:
             "contamination": self.contamination,
             "source": source.hexdigest(),
         }
+        if self.alert_rate is not None:
+            # Only when set: declarations from before alert rates keep their digest (no refit).
+            body["alert_rate"] = self.alert_rate
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -316,10 +321,13 @@ class Models:
         parameters: dict[str, Any],
         contamination: float,
         data: datasets.TrainingData,
+        alert_rate: float | None = None,
     ) -> LoadedModel:
         """Fit and store a new version of ``name``; it serves at once in this process."""
         check_name(name)
-        draft = await self.draft(name, algorithm, parameters, contamination, data)
+        draft = await self.draft(
+            name, algorithm, parameters, contamination, data, alert_rate=alert_rate
+        )
         stamp = self.epoch
         meta = await self.store.save(draft)
         detector = await asyncio.get_running_loop().run_in_executor(
@@ -351,6 +359,8 @@ class Models:
         parameters: dict[str, Any],
         contamination: float,
         data: datasets.TrainingData,
+        *,
+        alert_rate: float | None = None,
     ) -> Draft:
         """Fit in the fit pool and sign: a version ready to store."""
         spec = catalog.lookup(algorithm)
@@ -358,7 +368,11 @@ class Models:
         def work() -> Draft:
             values = np.asarray(data.values, dtype=np.float64)
             detector = fitted.fit(
-                spec.name, values, parameters=parameters, contamination=contamination
+                spec.name,
+                values,
+                parameters=parameters,
+                contamination=contamination,
+                alert_rate=alert_rate,
             )
             reference.attach(detector, values)  # bins for drift checks (no rows kept)
             artifact, _, digest = signing.dump(self._key, detector)
@@ -367,7 +381,7 @@ class Models:
                 version=0,
                 algorithm=spec.name,
                 parameters=parameters,
-                contamination=contamination,
+                contamination=detector.contamination,
                 features=list(data.features),
                 n_samples=detector.n_samples,
                 threshold=detector.threshold,
@@ -375,6 +389,12 @@ class Models:
                 content_hash=digest,
                 signature="",
                 extra=data.provenance,
+                alert_rate=detector.alert_rate,
+                calibration_size=(
+                    None
+                    if detector.calibration_scores is None
+                    else len(detector.calibration_scores)
+                ),
             )
             return dataclasses.replace(
                 meta, signature=signing.seal(self._key, meta, artifact)
@@ -434,6 +454,7 @@ class Models:
                 dict(declared.parameters),
                 declared.contamination,
                 data,
+                alert_rate=declared.alert_rate,
             )
             return dataclasses.replace(meta, extra={**meta.extra, "declaration": digest}), artifact
 

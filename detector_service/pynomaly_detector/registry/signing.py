@@ -3,7 +3,8 @@
 Whoever can write the store cannot make a replica execute code without the signing key.
 A version's signature (``seal``, prefixed ``v2:``) covers its metadata too — name,
 algorithm, parameters, contamination, features, row count, threshold and the artifact's
-hash — so a changed threshold or feature list is refused like a changed artifact. (The
+hash, and the alert rate when one was set — so a changed threshold or feature list is
+refused like a changed artifact. (The
 version number is assigned by the store after signing and is not covered.) Signatures
 from before (artifact only, no prefix) still verify, with a warning, so stored models keep
 serving after an upgrade; refitting a model gives it a v2 signature.
@@ -58,6 +59,9 @@ def seal(key: bytes, meta: ModelVersion, artifact: bytes) -> str:
         "threshold": meta.threshold,
         "content_hash": content_hash(artifact),
     }
+    if meta.alert_rate is not None:
+        # Only when set: versions signed before alert rates existed keep verifying.
+        covered["alert_rate"] = meta.alert_rate
     message = json.dumps(covered, sort_keys=True, separators=(",", ":")).encode()
     return SEALED + hmac.new(key, message, hashlib.sha256).hexdigest()
 

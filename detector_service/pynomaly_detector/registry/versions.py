@@ -26,6 +26,11 @@ class ModelVersion:
     """HMAC-SHA256 of the artifact under the signing key (hex)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Training provenance: rows seen, whether they were sampled, source."""
+    alert_rate: float | None = None
+    """Set when the threshold was fitted from an alert rate (the calibration quantile) rather
+    than from ``contamination``; ``None`` otherwise and for versions stored before it existed."""
+    calibration_size: int | None = None
+    """Scores in the artifact's calibration sample; ``None`` for versions without one."""
 
     @property
     def n_features(self) -> int:

@@ -87,6 +87,16 @@ class DriftSpec(base.SpecModel):
 class ModelSpec(base.SpecModel):
     """The detector model the service fits and serves."""
 
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=base.cel(
+            (
+                "!(has(self.contamination) && has(self.alertRate))",
+                "set contamination (share of anomalies in the training data) or alertRate "
+                "(share of normal traffic to flag), not both",
+            )
+        )
+    )
+
     name: str | None = _field(
         None,
         "Model name in the registry; defaults to the resource name.",
@@ -101,14 +111,30 @@ class ModelSpec(base.SpecModel):
         "Constructor parameters of the algorithm (names are checked by the operator; "
         "an unknown name sets Degraded/InvalidParameters).",
     )
-    contamination: float = _field(
-        0.1,
-        "Expected share of anomalies; fixes the score threshold at fit time. In (0, 0.5].",
+    contamination: float | None = _field(
+        None,
+        "Expected share of anomalies in the training data; fixes the score threshold at fit "
+        "time. In (0, 0.5]; 0.1 when neither this nor alertRate is set.",
         gt=0,
         le=0.5,
     )
+    alert_rate: float | None = _field(
+        None,
+        "Share of normal traffic to flag (e.g. 0.001), instead of contamination: the threshold "
+        "is the score whose p-value against the model's calibration sample equals this rate. "
+        "In (0, 0.5).",
+        gt=0,
+        lt=0.5,
+    )
     training: TrainingSpec = _sub(TrainingSpec, "Training data source.")
     drift: DriftSpec = _sub(DriftSpec, "Drift of live traffic from the model's reference.")
+
+    @pydantic.model_validator(mode="after")
+    def _one_threshold_rule(self) -> ModelSpec:
+        # The same rule as the CEL one above, for bodies parsed without the API server.
+        if self.contamination is not None and self.alert_rate is not None:
+            raise ValueError("set contamination or alertRate, not both")
+        return self
 
 
 # --- pods ---------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ async def test_without_redis_the_figures_say_they_are_one_workers(tmp_path: Path
             "features": {},
             "alert_rate": None,
             "rows": 0,
-            "reference": "training",
+            "reference": "calibration",
             "scope": "worker",
         }
         rows = np.random.default_rng(2).normal(size=(150, 3)).tolist()

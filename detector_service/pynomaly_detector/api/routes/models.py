@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
@@ -29,8 +29,21 @@ class FitOptions(BaseModel):
 
     algorithm: str = "IForest"
     parameters: dict[str, Any] = Field(default_factory=dict)
-    contamination: float = Field(default=0.1, gt=0, le=0.5)
+    contamination: float | None = Field(default=None, gt=0, le=0.5)
+    """Expected share of anomalies in the training rows (default 0.1)."""
+    alert_rate: float | None = Field(default=None, gt=0, lt=0.5)
+    """Share of normal traffic to flag: the threshold is the calibration quantile."""
     instances: Any = None
+
+    @model_validator(mode="after")
+    def _one_threshold_rule(self) -> FitOptions:
+        if self.contamination is not None and self.alert_rate is not None:
+            msg = (
+                "give either 'contamination' (share of anomalies in the training rows) or "
+                "'alert_rate' (share of normal traffic to flag), not both"
+            )
+            raise ValueError(msg)
+        return self
 
 
 def _options(body: dict[str, Any]) -> FitOptions:
@@ -53,7 +66,7 @@ async def _multipart(
         if not isinstance(upload, UploadFile):
             raise BadRequestError("multipart fit requests need a CSV file in the 'file' field")
         fields: dict[str, Any] = {}
-        for key in ("algorithm", "contamination"):
+        for key in ("algorithm", "contamination", "alert_rate"):
             value = form.get(key)
             if isinstance(value, str) and value:
                 fields[key] = value
@@ -103,8 +116,9 @@ async def fit(name: str, request: Request, plane: Plane, settings: AppSettings) 
         name,
         algorithm=options.algorithm,
         parameters=options.parameters,
-        contamination=options.contamination,
+        contamination=0.1 if options.contamination is None else options.contamination,
         data=data,
+        alert_rate=options.alert_rate,
     )
     return json_response(meta.public(), status=201)
 

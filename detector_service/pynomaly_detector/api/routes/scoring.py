@@ -16,6 +16,10 @@ from pynomaly_detector.detectors.errors import InvalidInputError
 
 router = APIRouter(tags=["scoring"])
 
+NO_CALIBRATION = (
+    "this model version was fitted before calibration samples existed; refit it to get p-values"
+)
+
 
 @router.post("/v1/models/{name}/detect")
 async def detect(request: Request) -> Response:
@@ -30,15 +34,18 @@ async def detect(request: Request) -> Response:
         raise InvalidInputError("'instances' is required: a list of rows")
     detection = await plane.detect(name, body["instances"])
     meta = detection.model.meta
-    return json_response(
-        {
-            "scores": detection.scores,
-            "is_anomaly": detection.is_anomaly,
-            "threshold": meta.threshold,
-            "model": meta.name,
-            "version": meta.version,
-        }
-    )
+    p_values = detection.p_values
+    response = {
+        "scores": detection.scores,
+        "is_anomaly": detection.is_anomaly,
+        "p_values": p_values,
+        "threshold": meta.threshold,
+        "model": meta.name,
+        "version": meta.version,
+    }
+    if p_values is None:
+        response["p_values_unavailable"] = NO_CALIBRATION
+    return json_response(response)
 
 
 @router.post("/v2/models/{name}/infer")

@@ -17,6 +17,8 @@ from pynomaly_operator.specs import detector as specs
 
 TRAINING_DIR = "/etc/pynomaly/training"
 MODEL_DIR = "/var/lib/pynomaly/models"
+DEFAULT_CONTAMINATION = 0.1
+"""The service's default contamination, used when the spec sets neither it nor alertRate."""
 
 
 def training_path(detector: specs.AnomalyDetector) -> str | None:
@@ -57,7 +59,9 @@ def settings(detector: specs.AnomalyDetector) -> dict[str, str]:
         "PYNOMALY_MODEL_NAME": detector.model_name,
         "PYNOMALY_MODEL_ALGORITHM": model.algorithm,
         "PYNOMALY_MODEL_PARAMETERS": json.dumps(model.parameters, sort_keys=True),
-        "PYNOMALY_MODEL_CONTAMINATION": repr(model.contamination),
+        "PYNOMALY_MODEL_CONTAMINATION": repr(
+            DEFAULT_CONTAMINATION if model.contamination is None else model.contamination
+        ),
         "PYNOMALY_RATE_LIMIT_REQUESTS_PER_SECOND": str(spec.rate_limit.requests_per_second),
         "PYNOMALY_RATE_LIMIT_BURST": str(spec.rate_limit.burst),
         "PYNOMALY_ANOMALY_LOG_ENABLED": _flag(spec.anomaly_log),
@@ -68,6 +72,8 @@ def settings(detector: specs.AnomalyDetector) -> dict[str, str]:
     path = training_path(detector)
     if path is not None:
         data["PYNOMALY_MODEL_TRAINING_PATH"] = path
+    if model.alert_rate is not None:
+        data["PYNOMALY_MODEL_ALERT_RATE"] = repr(model.alert_rate)
     if model.training.url is not None:
         data["PYNOMALY_MODEL_TRAINING_URL"] = model.training.url
     return dict(sorted(data.items()))
