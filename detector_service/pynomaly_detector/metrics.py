@@ -159,6 +159,32 @@ DRIFT_ROWS = Gauge(
     multiprocess_mode="livemax",
 )
 
+# The challenger scored in shadow (``scoring.shadow``), pooled like the drift figures.
+CHALLENGER_AGREEMENT = Gauge(
+    "pynomaly_challenger_agreement",
+    "Spearman rank correlation of challenger and champion scores on the same rows.",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+CHALLENGER_FLAGGED_OVERLAP = Gauge(
+    "pynomaly_challenger_flagged_overlap",
+    "Rows both models flag / rows either flags, over the compared rows.",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+CHALLENGER_ALERT_RATE = Gauge(
+    "pynomaly_challenger_alert_rate",
+    "Share of the compared rows each model flags, by role (champion, challenger).",
+    ["model", "role"],
+    multiprocess_mode="livemax",
+)
+CHALLENGER_ROWS = Gauge(
+    "pynomaly_challenger_compared_rows",
+    "Rows scored by both champion and challenger.",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+
 _samplers: list[weakref.WeakMethod[Callable[[], None]]] = []
 
 

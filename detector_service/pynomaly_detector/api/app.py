@@ -25,7 +25,7 @@ from pynomaly_detector import dataplane, logs, metrics, probes
 from pynomaly_detector.api import errors, middleware, openapi
 from pynomaly_detector.api.fastpath import ScoringFastPath
 from pynomaly_detector.api.ratelimiting import RateLimiter
-from pynomaly_detector.api.routes import health, inference, models, scoring
+from pynomaly_detector.api.routes import health, inference, models, promote, scoring
 from pynomaly_detector.caching import redis_clients
 from pynomaly_detector.caching.invalidation import Invalidation
 from pynomaly_detector.caching.redis_cache import RedisScoreCache
@@ -129,6 +129,8 @@ def create_app(
         ]
         if plane.monitor is not None:
             tasks.append(asyncio.create_task(plane.monitor.publish_forever(), name="drift"))
+        if plane.shadow is not None:
+            tasks.append(asyncio.create_task(plane.shadow.run(), name="shadow"))
         if invalidation is not None:
             tasks.append(
                 asyncio.create_task(invalidation.run(plane.changed_elsewhere), name="invalidation")
@@ -174,6 +176,7 @@ def create_app(
     app.include_router(scoring.router)
     app.include_router(inference.router)
     app.include_router(models.router)
+    app.include_router(promote.router)
     app.include_router(health.router)
     # Innermost layer, added once the routes exist; Starlette builds the middleware stack at
     # the first request, so appending here is in time.

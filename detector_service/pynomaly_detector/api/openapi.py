@@ -176,6 +176,19 @@ class Deleted(BaseModel):
     deleted: str
 
 
+class DeletedChallenger(BaseModel):
+    """The name whose challenger was removed."""
+
+    deleted_challenger: str
+
+
+class PromoteRequest(BaseModel):
+    """Promote the challenger (``{}`` or no body) or roll back to a stored version."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: int | None = Field(default=None, ge=1, description="stored version to restore")
+
+
 class Anomalies(BaseModel):
     """Logged anomalous rows, oldest first."""
 
@@ -236,6 +249,8 @@ SCHEMAS: list[type[BaseModel]] = [
     Deleted,
     Anomalies,
     Drift,
+    DeletedChallenger,
+    PromoteRequest,
     V2Metadata,
     ModelReady,
     Live,
@@ -300,6 +315,26 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/v1/models/{name}/anomalies"): {
         "ok": {"200": _ok("Anomalies")},
         "errors": (404, 422),
+    },
+    ("put", "/v1/models/{name}/challenger"): {
+        "body": {
+            "required": True,
+            "content": {
+                **_json("FitRequest"),
+                "multipart/form-data": {"schema": {"$ref": "#/components/schemas/FitUpload"}},
+            },
+        },
+        "ok": {"201": _ok("ModelInfo", "The new challenger (no version until promoted)")},
+        "errors": (400, 404, 413, 422),
+    },
+    ("delete", "/v1/models/{name}/challenger"): {
+        "ok": {"200": _ok("DeletedChallenger")},
+        "errors": (404, 422),
+    },
+    ("post", "/v1/models/{name}/promote"): {
+        "body": {"required": False, "content": _json("PromoteRequest")},
+        "ok": {"200": _ok("ModelInfo", "The new champion")},
+        "errors": (400, 404, 409, 413, 422),
     },
     ("get", "/v2/models/{name}"): {"ok": {"200": _ok("V2Metadata")}, "errors": (404, 409, 422)},
     ("get", "/v2/models/{name}/ready"): {

@@ -147,6 +147,8 @@ class Models:
     ) -> None:
         self.store = store
         self._key = signing_key
+        self.signing_key = signing_key
+        """The key artifacts are signed with (challengers are verified with it too)."""
         self._fit_pool = fit_pool
         self.lookups = lookups
         """L3: name -> (newest version's metadata, epoch its lookup started in)."""
