@@ -93,6 +93,10 @@ crd-docs: install ## print the AnomalyDetector field reference (Markdown) genera
 test-operator: install ## operator tests (builders, status, CRD parity, reconcile; marker cluster: the control plane)
 	$(VENV)/bin/pytest tests/operator tests/install/test_rbac_cluster.py $(PYTEST_ARGS)
 
+.PHONY: test-drift
+test-drift: install ## drift monitoring and challenger tests (marker drift: real Redis, Postgres, service processes)
+	$(VENV)/bin/pytest -m drift tests $(PYTEST_ARGS)
+
 .PHONY: bench-operator
 bench-operator: install ## operator benchmark on the local control plane (1 and 200 detectors; bench/operator/)
 	$(PY) bench/operator/run.py

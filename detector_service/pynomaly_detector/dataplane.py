@@ -29,9 +29,11 @@ import numpy.typing as npt
 from pynomaly_detector import datasets, metrics
 from pynomaly_detector.caching.memory import TTLCache
 from pynomaly_detector.caching.redis_cache import RedisScoreCache
+from pynomaly_detector.caching.snapshots import SharedSnapshots
 from pynomaly_detector.detectors import explaining
 from pynomaly_detector.detectors.errors import InvalidInputError
 from pynomaly_detector.registry.anomaly_log import AnomalyLog
+from pynomaly_detector.registry.challenger import Challengers, DeclaredChallenger
 from pynomaly_detector.registry.models import (
     DeclaredModel,
     LoadedModel,
@@ -44,7 +46,9 @@ from pynomaly_detector.registry.signing import ArtifactRejectedError
 from pynomaly_detector.registry.store import ModelStore, StoreUnavailableError
 from pynomaly_detector.registry.versions import AnomalyRecord, Feedback, ModelVersion
 from pynomaly_detector.scoring import rows as rowing
+from pynomaly_detector.scoring.monitoring import DriftMonitor
 from pynomaly_detector.scoring.scorer import RowKey, RowScorer
+from pynomaly_detector.scoring.shadow import Shadow
 from pynomaly_detector.settings import Settings
 
 __all__ = [
@@ -108,8 +112,26 @@ class DataPlane:
         anomaly_log: AnomalyLog | None = None,
         announce: Announce | None = None,
         pools: Sequence[ThreadPoolExecutor] = (),
+        monitor: DriftMonitor | None = None,
+        shared: SharedSnapshots | None = None,
     ) -> None:
         self.settings = settings
+        self.monitor = monitor
+        self.challengers = Challengers(models)
+        self.shadow = (
+            Shadow(
+                self.challengers,
+                shared=shared,
+                buffer_rows=settings.shadow_buffer_rows,
+                cpu_share=settings.shadow_cpu_share,
+                publish_seconds=settings.drift_publish_seconds,
+                min_agreement=settings.model_promotion_min_agreement,
+                min_rows=settings.model_promotion_min_rows,
+                on_promoted=self._promoted,
+            )
+            if settings.shadow_enabled
+            else None
+        )
         self.models = models
         self.scorer = scorer
         self.l2 = l2
@@ -144,6 +166,7 @@ class DataPlane:
         """Warm-up and declared model, once; failures propagate."""
         if self.settings.model_name and not self.declared_ready:
             await self.ensure_declared()
+            await self.ensure_declared_challenger()
             self.declared_ready = True
             metrics.DECLARED_MODEL_LOADED.set(1)
         if not self.warm:
@@ -188,6 +211,10 @@ class DataPlane:
         """Finish work in flight, flush the anomaly log, release pools."""
         self.draining = True
         await self.scorer.close()
+        if self.monitor is not None:
+            await self.monitor.close()
+        if self.shadow is not None:
+            await self.shadow.close()
         if self.anomaly_log is not None:
             await self.anomaly_log.close(grace=ANOMALY_LOG_FLUSH_SECONDS)
         await self.store.close()
@@ -198,6 +225,23 @@ class DataPlane:
         """Fit the declared model if the store lacks it or it was declared differently (one
         replica fits, others wait); ``None`` when it has no training data and is not stored."""
         return await self.models.declared(declared_model(self.settings))
+
+    async def ensure_declared_challenger(self) -> ModelVersion | None:
+        """Fit the declared challenger (``PYNOMALY_MODEL_CHALLENGER_*``) unless it is stored or
+        was promoted; None without one, or without declared training data to fit it on."""
+        settings = self.settings
+        champion = declared_model(settings)
+        if not settings.model_challenger_algorithm or not champion.has_training_source:
+            return None
+        return await self.challengers.declared(
+            champion,
+            DeclaredChallenger(
+                algorithm=settings.model_challenger_algorithm,
+                parameters=dict(settings.model_challenger_parameters),
+                contamination=settings.model_challenger_contamination,
+                alert_rate=settings.model_challenger_alert_rate,
+            ),
+        )
 
     # readiness -----------------------------------------------------------------------
 
@@ -278,6 +322,83 @@ class DataPlane:
         """Metadata of the newest version of ``name`` (L3-cached)."""
         return await self.models.describe(name)
 
+    async def report(self, name: str) -> dict[str, Any]:
+        """What ``GET /v1/models/{name}`` shows: the newest version's metadata and ``drift``
+        (over every worker sharing Redis; see ``scoring.monitoring``)."""
+        meta = await self.models.describe(name)
+        body = meta.public()
+        if self.monitor is not None:
+            try:
+                model = await self.models.load(name)
+            except (StoreUnavailableError, ArtifactRejectedError, ModelNotFoundError):
+                body["drift"] = None  # metadata only: the artifact cannot be read now
+                return body
+            figures = await self.monitor.figures(model.meta, model.detector)
+            body = model.meta.public()
+            body["drift"] = None if figures is None else figures.public()
+        body["challenger"] = await self._challenger_report(name, meta)
+        return body
+
+    async def _challenger_report(self, name: str, champion: ModelVersion) -> dict[str, Any] | None:
+        try:
+            challenger = await self.challengers.describe(name)
+        except StoreUnavailableError:
+            return None
+        if challenger is None:
+            return None
+        body = challenger.public()
+        body.pop("version")
+        body.pop("name")
+        figures = None
+        if self.shadow is not None:
+            with contextlib.suppress(StoreUnavailableError, ArtifactRejectedError):
+                figures = await self.shadow.figures(name, champion)
+        body["agreement"] = None if figures is None else figures.public()
+        return body
+
+    # challengers -------------------------------------------------------------------
+
+    async def fit_challenger(
+        self,
+        name: str,
+        *,
+        algorithm: str,
+        parameters: dict[str, Any],
+        contamination: float,
+        data: datasets.TrainingData,
+        alert_rate: float | None = None,
+    ) -> ModelVersion:
+        """Fit and store the challenger of ``name``; every worker starts shadowing it."""
+        meta = await self.challengers.fit(
+            name,
+            algorithm=algorithm,
+            parameters=parameters,
+            contamination=contamination,
+            data=data,
+            alert_rate=alert_rate,
+        )
+        if self._announce is not None:
+            await self._announce(name)
+        return meta
+
+    async def promote(self, name: str, *, version: int | None = None) -> ModelVersion:
+        """Make the challenger (or a copy of stored ``version``: a rollback) the champion."""
+        meta = await self.challengers.promote(name, version=version)
+        await self._promoted(meta)
+        return meta
+
+    async def _promoted(self, meta: ModelVersion) -> None:
+        # ``Challengers.promote`` told this process's registry; now the others.
+        if self._announce is not None:
+            await self._announce(meta.name)
+
+    async def delete_challenger(self, name: str) -> None:
+        """Remove the challenger of ``name``."""
+        check_name(name)
+        await self.challengers.delete(name)
+        if self._announce is not None:
+            await self._announce(name)
+
     async def model(self, name: str) -> LoadedModel:
         """The newest version of ``name``, loaded."""
         return await self.models.load(name)
@@ -325,6 +446,10 @@ class DataPlane:
         flagged_count = int(np.count_nonzero(scores > meta.threshold))
         if flagged_count:
             metrics.ANOMALIES.labels(meta.name).inc(flagged_count)
+        if self.monitor is not None:
+            self.monitor.observe(meta, model.detector, scores, values, flagged_count)
+        if self.shadow is not None:
+            self.shadow.offer(meta, values, scores)
         if self.anomaly_log is not None:
             _log_anomalies(self.anomaly_log, meta, scores, values)
         return Detection(model, scores, values)
@@ -453,8 +578,10 @@ def build(
     store: ModelStore,
     l2: RedisScoreCache | None = None,
     announce: Announce | None = None,
+    shared: SharedSnapshots | None = None,
 ) -> DataPlane:
-    """Compose a data plane: thread pools, caches, registry, row scorer, anomaly log."""
+    """Compose a data plane: thread pools, caches, registry, row scorer, anomaly log, drift
+    monitor (sharing its sketches through ``shared`` when Redis is configured)."""
     scoring_pool = ThreadPoolExecutor(settings.scoring_threads, thread_name_prefix="pynomaly-score")
     fit_pool = ThreadPoolExecutor(1, thread_name_prefix="pynomaly-fit")
     scorer = RowScorer(
@@ -499,6 +626,16 @@ def build(
         anomaly_log=anomaly_log,
         announce=announce,
         pools=(scoring_pool, fit_pool),
+        shared=shared,
+        monitor=DriftMonitor(
+            shared=shared,
+            window=settings.drift_window_rows,
+            min_rows=settings.drift_min_rows,
+            publish_seconds=settings.drift_publish_seconds,
+            max_models=settings.cache_model_max_models,
+        )
+        if settings.drift_enabled
+        else None,
     )
 
 

@@ -144,6 +144,60 @@ DB_POOL_MAX_CONNECTIONS = Gauge(
     multiprocess_mode="livesum",
 )
 
+# Drift of the served model (``scoring.monitoring``): with Redis every worker of every replica
+# exports the same figure over all of them (take max() across pods); without Redis each
+# worker's own, and the gauge keeps the highest over live workers.
+DRIFT_SCORE = Gauge(
+    "pynomaly_model_drift_score",
+    "PSI of recent scores against the model's reference scores (calibration or training).",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+FEATURE_DRIFT = Gauge(
+    "pynomaly_model_feature_drift",
+    "PSI of a tracked feature's recent values against its training distribution.",
+    ["model", "feature"],
+    multiprocess_mode="livemax",
+)
+LIVE_ALERT_RATE = Gauge(
+    "pynomaly_model_live_alert_rate",
+    "Share of recent rows flagged as anomalies (the window the drift figures cover).",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+DRIFT_ROWS = Gauge(
+    "pynomaly_model_drift_rows",
+    "Recent rows the drift figures are computed from.",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+
+# The challenger scored in shadow (``scoring.shadow``), pooled like the drift figures.
+CHALLENGER_AGREEMENT = Gauge(
+    "pynomaly_challenger_agreement",
+    "Spearman rank correlation of challenger and champion scores on the same rows.",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+CHALLENGER_FLAGGED_OVERLAP = Gauge(
+    "pynomaly_challenger_flagged_overlap",
+    "Rows both models flag / rows either flags, over the compared rows.",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+CHALLENGER_ALERT_RATE = Gauge(
+    "pynomaly_challenger_alert_rate",
+    "Share of the compared rows each model flags, by role (champion, challenger).",
+    ["model", "role"],
+    multiprocess_mode="livemax",
+)
+CHALLENGER_ROWS = Gauge(
+    "pynomaly_challenger_compared_rows",
+    "Rows scored by both champion and challenger.",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+
 _samplers: list[weakref.WeakMethod[Callable[[], None]]] = []
 
 

@@ -178,6 +178,40 @@ class Settings(BaseSettings):
     """Widest training row (columns) a fit accepts, checked on the CSV's first line or the
     JSON row lengths before any matrix is built (wider: 422)."""
 
+    model_challenger_algorithm: str = ""
+    """Algorithm of the declared model's challenger, fitted once on the declared training data
+    and scored in shadow (empty: no declared challenger; one can still be PUT)."""
+    model_challenger_parameters: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
+    """JSON object of the challenger's estimator parameters."""
+    model_challenger_contamination: float = Field(default=0.1, gt=0, le=0.5)
+    """Contamination the challenger is fitted with (sets its threshold)."""
+    model_challenger_alert_rate: float | None = Field(default=None, gt=0, lt=0.5)
+    """Share of normal traffic the challenger flags (its threshold from its calibration
+    sample), instead of its contamination."""
+    model_promotion_min_rows: int = Field(default=0, ge=0)
+    """Promote the challenger automatically once this many rows were compared over all
+    workers and the agreement is reached (0: only ``POST /v1/models/{name}/promote``)."""
+    model_promotion_min_agreement: float = Field(default=0.9, ge=-1, le=1)
+    """Spearman rank correlation of challenger and champion scores needed to promote."""
+    shadow_enabled: bool = True
+    """Score the traffic with the challenger of a model, when it has one (off the hot path)."""
+    shadow_cpu_share: float = Field(default=0.1, gt=0, le=1)
+    """Share of one core per worker the challenger's scoring may use; rows beyond are skipped."""
+    shadow_buffer_rows: int = Field(default=1024, ge=1)
+    """Rows per model waiting for the challenger; rows offered while it is full are skipped."""
+    drift_enabled: bool = True
+    """Keep drift sketches of served models (``drift`` in ``GET /v1/models/{name}``)."""
+    drift_window_rows: int = Field(default=20_000, ge=100)
+    """Per worker: the drift figures cover its last ``window/2`` to ``window`` rows (counts
+    are halved when they exceed it)."""
+    drift_min_rows: int = Field(default=500, ge=1)
+    """Rows needed before a drift score is reported (fewer: ``score`` is null, as the noise
+    of a small sample would read as drift)."""
+    drift_publish_seconds: float = Field(default=5.0, gt=0)
+    """How often each worker shares its sketches through Redis and refreshes the gauges."""
+    drift_stale_seconds: float = Field(default=600.0, gt=0)
+    """A worker's shared sketch older than this no longer counts (stopped or idle worker)."""
+
     rate_limit_requests_per_second: float = Field(default=0, ge=0)
     """Per-client request rate (shared through Redis when configured); 0 = off."""
     rate_limit_burst: int = Field(default=0, ge=0)
@@ -206,7 +240,7 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("model_parameters", mode="before")
+    @field_validator("model_parameters", "model_challenger_parameters", mode="before")
     @classmethod
     def _parse_parameters(cls, value: Any) -> Any:
         if isinstance(value, str):

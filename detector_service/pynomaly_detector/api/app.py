@@ -25,10 +25,11 @@ from pynomaly_detector import dataplane, logs, metrics, probes
 from pynomaly_detector.api import errors, middleware, openapi
 from pynomaly_detector.api.fastpath import ScoringFastPath
 from pynomaly_detector.api.ratelimiting import RateLimiter
-from pynomaly_detector.api.routes import feedback, health, inference, models, scoring
+from pynomaly_detector.api.routes import feedback, health, inference, models, promote, scoring
 from pynomaly_detector.caching import redis_clients
 from pynomaly_detector.caching.invalidation import Invalidation
 from pynomaly_detector.caching.redis_cache import RedisScoreCache
+from pynomaly_detector.caching.snapshots import SharedSnapshots
 from pynomaly_detector.dataplane import DataPlane
 from pynomaly_detector.registry.local import LocalStore
 from pynomaly_detector.registry.postgres import PostgresStore
@@ -95,6 +96,13 @@ def create_app(
             store=store or build_store(settings),
             l2=l2,
             announce=invalidation.publish if invalidation is not None else None,
+            shared=SharedSnapshots(
+                redis,
+                prefix=settings.cache_redis_key_prefix,
+                stale_seconds=settings.drift_stale_seconds,
+            )
+            if redis is not None
+            else None,
         )
         limiter = (
             RateLimiter(
@@ -119,6 +127,10 @@ def create_app(
             asyncio.create_task(_report(status, plane), name="status"),
             asyncio.create_task(plane.revalidate_forever(), name="revalidate"),
         ]
+        if plane.monitor is not None:
+            tasks.append(asyncio.create_task(plane.monitor.publish_forever(), name="drift"))
+        if plane.shadow is not None:
+            tasks.append(asyncio.create_task(plane.shadow.run(), name="shadow"))
         if invalidation is not None:
             tasks.append(
                 asyncio.create_task(invalidation.run(plane.changed_elsewhere), name="invalidation")
@@ -165,6 +177,7 @@ def create_app(
     app.include_router(inference.router)
     app.include_router(models.router)
     app.include_router(feedback.router)
+    app.include_router(promote.router)
     app.include_router(health.router)
     # Innermost layer, added once the routes exist; Starlette builds the middleware stack at
     # the first request, so appending here is in time.

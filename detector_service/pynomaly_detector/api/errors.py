@@ -18,7 +18,7 @@ from starlette.responses import Response
 from pynomaly_detector.detectors.errors import DetectorError
 from pynomaly_detector.registry.models import DeclaredNotFittedError, ModelNotFoundError
 from pynomaly_detector.registry.signing import ArtifactRejectedError
-from pynomaly_detector.registry.store import StoreUnavailableError
+from pynomaly_detector.registry.store import NothingToPromoteError, StoreUnavailableError
 from pynomaly_detector.scoring.rows import TooManyRowsError
 from pynomaly_detector.scoring.tensors import TensorError
 
@@ -55,6 +55,7 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (BodyTooLargeError, 413, "body_too_large"),
     (DeclaredNotFittedError, 404, "model_not_fitted"),
     (ModelNotFoundError, 404, "model_not_found"),
+    (NothingToPromoteError, 409, "nothing_to_promote"),
     (StoreUnavailableError, 503, "store_unavailable"),
     (ArtifactRejectedError, 503, "artifact_rejected"),
 ]

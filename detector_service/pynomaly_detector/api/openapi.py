@@ -157,6 +157,17 @@ class FitUpload(BaseModel):
     parameters: str = Field(default="{}", description="a JSON object of estimator parameters")
 
 
+class Drift(BaseModel):
+    """Recent traffic of the version against its reference (``GET /v1/models/{name}``)."""
+
+    score: float | None = Field(description="PSI of recent vs reference scores (null: few rows)")
+    features: dict[str, float] = Field(description="PSI per tracked feature")
+    alert_rate: float | None = Field(description="share of recent rows flagged")
+    rows: int = Field(description="recent rows the figures cover (all workers sharing Redis)")
+    reference: str = Field(description="calibration | training")
+    scope: str = Field(description="cluster (every worker sharing Redis) | worker")
+
+
 class ModelInfo(BaseModel):
     """Metadata of a model version."""
 
@@ -166,6 +177,9 @@ class ModelInfo(BaseModel):
     algorithm: str
     threshold: float
     n_features: int
+    drift: Drift | None = Field(
+        default=None, description="GET /v1/models/{name} only: drift and live alert rate"
+    )
 
 
 class ModelList(BaseModel):
@@ -178,6 +192,19 @@ class Deleted(BaseModel):
     """The name whose versions were deleted."""
 
     deleted: str
+
+
+class DeletedChallenger(BaseModel):
+    """The name whose challenger was removed."""
+
+    deleted_challenger: str
+
+
+class PromoteRequest(BaseModel):
+    """Promote the challenger (``{}`` or no body) or roll back to a stored version."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: int | None = Field(default=None, ge=1, description="stored version to restore")
 
 
 class Anomalies(BaseModel):
@@ -261,6 +288,9 @@ SCHEMAS: list[type[BaseModel]] = [
     Anomalies,
     FeedbackRequest,
     FeedbackAnswer,
+    Drift,
+    DeletedChallenger,
+    PromoteRequest,
     V2Metadata,
     ModelReady,
     Live,
@@ -329,6 +359,26 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/models/{name}/feedback"): {
         "body": {"required": True, "content": _json("FeedbackRequest")},
         "ok": {"200": _ok("FeedbackAnswer")},
+        "errors": (400, 404, 409, 413, 422),
+    },
+    ("put", "/v1/models/{name}/challenger"): {
+        "body": {
+            "required": True,
+            "content": {
+                **_json("FitRequest"),
+                "multipart/form-data": {"schema": {"$ref": "#/components/schemas/FitUpload"}},
+            },
+        },
+        "ok": {"201": _ok("ModelInfo", "The new challenger (no version until promoted)")},
+        "errors": (400, 404, 413, 422),
+    },
+    ("delete", "/v1/models/{name}/challenger"): {
+        "ok": {"200": _ok("DeletedChallenger")},
+        "errors": (404, 422),
+    },
+    ("post", "/v1/models/{name}/promote"): {
+        "body": {"required": False, "content": _json("PromoteRequest")},
+        "ok": {"200": _ok("ModelInfo", "The new champion")},
         "errors": (400, 404, 409, 413, 422),
     },
     ("get", "/v2/models/{name}"): {"ok": {"200": _ok("V2Metadata")}, "errors": (404, 409, 422)},

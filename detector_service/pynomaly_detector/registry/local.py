@@ -21,8 +21,9 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from pynomaly_detector.registry.store import Draft
+from pynomaly_detector.registry.store import Draft, NothingToPromoteError
 from pynomaly_detector.registry.versions import AnomalyRecord, Feedback, ModelVersion
 
 log = logging.getLogger(__name__)
@@ -192,6 +193,95 @@ class LocalStore:
                 return existing
             draft = await fit()
             return await asyncio.to_thread(self._write, draft)
+
+    # challengers: ``<name>/challenger.pkl`` + ``challenger.json``, under the name's lock
+
+    def _read_challenger(self, name: str) -> tuple[ModelVersion, bytes] | None:
+        stem = self.root / name / "challenger"
+        try:
+            body = json.loads(stem.with_suffix(".json").read_text())
+            artifact = stem.with_suffix(".pkl").read_bytes()
+        except FileNotFoundError:
+            return None
+        return ModelVersion.from_json(body), artifact
+
+    def _write_challenger(self, draft: Draft) -> ModelVersion:
+        meta, artifact = draft
+        stored = dataclasses.replace(meta, version=0)
+        directory = self.root / meta.name
+        directory.mkdir(parents=True, exist_ok=True)
+        stem = directory / "challenger"
+        stem.with_suffix(".json").unlink(missing_ok=True)  # never a new artifact under old meta
+        _atomic_write(stem.with_suffix(".pkl"), artifact)
+        _atomic_write(stem.with_suffix(".json"), json.dumps(stored.to_json()).encode())
+        self._bump()
+        return stored
+
+    def _remove_challenger(self, name: str) -> bool:
+        stem = self.root / name / "challenger"
+        existed = stem.with_suffix(".json").exists()
+        stem.with_suffix(".json").unlink(missing_ok=True)
+        stem.with_suffix(".pkl").unlink(missing_ok=True)
+        if existed:
+            self._bump()
+        return existed
+
+    async def save_challenger(self, draft: Draft) -> ModelVersion:
+        async with self._locked(draft[0].name):
+            return await asyncio.to_thread(self._write_challenger, draft)
+
+    async def challenger(self, name: str) -> tuple[ModelVersion, bytes] | None:
+        return await asyncio.to_thread(self._read_challenger, name)
+
+    async def delete_challenger(self, name: str) -> bool:
+        if not await asyncio.to_thread((self.root / name).is_dir):
+            return False
+        async with self._locked(name):
+            return await asyncio.to_thread(self._remove_challenger, name)
+
+    async def ensure_challenger(
+        self,
+        name: str,
+        fit: Callable[[], Awaitable[Draft]],
+        *,
+        settled: Callable[[ModelVersion | None, ModelVersion | None], bool],
+    ) -> ModelVersion | None:
+        async with self._locked(name):
+            found = await asyncio.to_thread(self._read_challenger, name)
+            current = found[0] if found is not None else None
+            if settled(await self.latest(name), current):
+                return current
+            draft = await fit()
+            return await asyncio.to_thread(self._write_challenger, draft)
+
+    async def promote(
+        self,
+        name: str,
+        *,
+        expect: str | None = None,
+        version: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        def copy() -> ModelVersion:
+            if version is None:
+                found = self._read_challenger(name)
+                if found is None or (expect is not None and found[0].content_hash != expect):
+                    raise NothingToPromoteError(f"model {name!r} has no challenger to promote")
+            else:
+                meta = self._read(name, version)
+                path = self.root / name / f"v{version}.pkl"
+                if meta is None or not path.exists():
+                    raise NothingToPromoteError(f"model {name!r} has no stored version {version}")
+                found = (meta, path.read_bytes())
+            meta, artifact = found
+            meta = dataclasses.replace(meta, extra={**meta.extra, **(extra or {})})
+            stored = self._write((meta, artifact))
+            if version is None:
+                self._remove_challenger(name)
+            return stored
+
+        async with self._locked(name):
+            return await asyncio.to_thread(copy)
 
     async def write_anomalies(self, records: Sequence[AnomalyRecord]) -> None:
         def append() -> None:

@@ -36,7 +36,7 @@ import numpy as np
 
 from pynomaly_detector import datasets, heap, metrics
 from pynomaly_detector.caching.memory import TTLCache
-from pynomaly_detector.detectors import calibration, catalog, fitted
+from pynomaly_detector.detectors import calibration, catalog, fitted, reference
 from pynomaly_detector.detectors.errors import InvalidInputError
 from pynomaly_detector.registry import signing
 from pynomaly_detector.registry.store import Draft, ModelStore, StoreUnavailableError
@@ -148,6 +148,8 @@ class Models:
     ) -> None:
         self.store = store
         self._key = signing_key
+        self.signing_key = signing_key
+        """The key artifacts are signed with (challengers are verified with it too)."""
         self._fit_pool = fit_pool
         self.lookups = lookups
         """L3: name -> (newest version's metadata, epoch its lookup started in)."""
@@ -423,13 +425,15 @@ class Models:
         spec = catalog.lookup(algorithm)
 
         def work() -> Draft:
+            values = np.asarray(data.values, dtype=np.float64)
             detector = fitted.fit(
                 spec.name,
-                np.asarray(data.values, dtype=np.float64),
+                values,
                 parameters=parameters,
                 contamination=contamination,
                 alert_rate=alert_rate,
             )
+            reference.attach(detector, values)  # bins for drift checks (no rows kept)
             artifact, _, digest = signing.dump(self._key, detector)
             meta = ModelVersion(
                 name=name,

@@ -16,6 +16,10 @@ the length of a transaction. Consequences, all handled here:
 * ``pynomaly_generation`` is bumped in the transaction of every save and delete: processes
   poll it (one cheap query) to drop cached lookups when any model changed, whatever the
   Redis mode;
+* a challenger (at most one per name) lives in ``pynomaly_challengers``; promoting it copies
+  its row into ``pynomaly_models`` as the next version and deletes it in one transaction
+  under the name's advisory lock, bumping the generation: every worker of every replica
+  switches at its next revalidation (or at once through the Redis invalidation);
 * a restarted PgBouncer/Postgres breaks pooled connections: each operation retries once on
   a fresh connection, and every failure surfaces as ``StoreUnavailableError`` (503) without
   a restart being needed to recover.
@@ -36,7 +40,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from pynomaly_detector import metrics
-from pynomaly_detector.registry.store import Draft, StoreUnavailableError
+from pynomaly_detector.registry.store import Draft, NothingToPromoteError, StoreUnavailableError
 from pynomaly_detector.registry.versions import AnomalyRecord, Feedback, ModelVersion
 
 log = logging.getLogger(__name__)
@@ -86,6 +90,11 @@ CREATE TABLE IF NOT EXISTS pynomaly_generation (
     value bigint NOT NULL
 );
 INSERT INTO pynomaly_generation (id, value) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+CREATE TABLE IF NOT EXISTS pynomaly_challengers (
+    name text PRIMARY KEY,
+    metadata jsonb NOT NULL,
+    artifact bytea NOT NULL
+);
 """
 
 _BUMP = "UPDATE pynomaly_generation SET value = value + 1 WHERE id = 1"
@@ -322,6 +331,7 @@ class PostgresStore:
                 )
                 await connection.execute("DELETE FROM pynomaly_anomalies WHERE model = $1", name)
                 await connection.execute("DELETE FROM pynomaly_feedback WHERE model = $1", name)
+                await connection.execute("DELETE FROM pynomaly_challengers WHERE name = $1", name)
                 existed = not status.endswith(" 0")
                 if existed:
                     await connection.execute(_BUMP)
@@ -358,6 +368,130 @@ class PostgresStore:
                 0.5
             )  # another replica is fitting; poll without pinning a connection
         raise StoreUnavailableError(f"timed out waiting for another replica to fit {name!r}")
+
+    # challengers --------------------------------------------------------------------
+
+    @staticmethod
+    async def _challenger_on(
+        connection: asyncpg.Connection, name: str
+    ) -> tuple[ModelVersion, bytes] | None:
+        row = await connection.fetchrow(
+            "SELECT metadata, artifact FROM pynomaly_challengers WHERE name = $1", name
+        )
+        if row is None:
+            return None
+        return ModelVersion.from_json(json.loads(row["metadata"])), bytes(row["artifact"])
+
+    @staticmethod
+    async def _put_challenger(connection: asyncpg.Connection, draft: Draft) -> ModelVersion:
+        meta = dataclasses.replace(draft[0], version=0)
+        await connection.execute(
+            "INSERT INTO pynomaly_challengers (name, metadata, artifact) VALUES ($1, $2::jsonb, $3)"
+            " ON CONFLICT (name) DO UPDATE SET metadata = EXCLUDED.metadata,"
+            " artifact = EXCLUDED.artifact",
+            meta.name,
+            json.dumps(meta.to_json()),
+            draft[1],
+        )
+        await connection.execute(_BUMP)
+        return meta
+
+    async def save_challenger(self, draft: Draft) -> ModelVersion:
+        async def put(connection: asyncpg.Connection) -> ModelVersion:
+            async with connection.transaction():
+                await connection.execute(
+                    "SELECT pg_advisory_xact_lock($1)", lock_key(draft[0].name)
+                )
+                return await self._put_challenger(connection, draft)
+
+        return await self._run(put, "challenger")
+
+    async def challenger(self, name: str) -> tuple[ModelVersion, bytes] | None:
+        return await self._run(
+            lambda connection: self._challenger_on(connection, name), "challenger"
+        )
+
+    async def delete_challenger(self, name: str) -> bool:
+        async def remove(connection: asyncpg.Connection) -> bool:
+            async with connection.transaction():
+                status: str = await connection.execute(
+                    "DELETE FROM pynomaly_challengers WHERE name = $1", name
+                )
+                existed = not status.endswith(" 0")
+                if existed:
+                    await connection.execute(_BUMP)
+                return existed
+
+        return await self._run(remove, "challenger")
+
+    async def ensure_challenger(
+        self,
+        name: str,
+        fit: Callable[[], Awaitable[Draft]],
+        *,
+        settled: Callable[[ModelVersion | None, ModelVersion | None], bool],
+    ) -> ModelVersion | None:
+        key = lock_key(name)
+        waiting = object()
+
+        async def attempt(connection: asyncpg.Connection) -> Any:
+            async with connection.transaction():
+                if not await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", key):
+                    return waiting
+                found = await self._challenger_on(connection, name)
+                current = found[0] if found is not None else None
+                if settled(await self._latest_on(connection, name), current):
+                    return current
+                return await self._put_challenger(connection, await fit())
+
+        deadline = time.monotonic() + 3600
+        while time.monotonic() < deadline:
+            result = await self._run(attempt, "challenger")
+            if result is not waiting:
+                return result  # type: ignore[no-any-return]  # ModelVersion | None
+            await asyncio.sleep(0.5)  # another replica is fitting it
+        raise StoreUnavailableError(f"timed out waiting for another replica to fit {name!r}")
+
+    async def promote(
+        self,
+        name: str,
+        *,
+        expect: str | None = None,
+        version: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        async def copy(connection: asyncpg.Connection) -> ModelVersion:
+            async with connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", lock_key(name))
+                if version is None:
+                    found = await self._challenger_on(connection, name)
+                    if found is None or (expect is not None and found[0].content_hash != expect):
+                        raise NothingToPromoteError(f"model {name!r} has no challenger to promote")
+                else:
+                    row = await connection.fetchrow(
+                        "SELECT metadata, artifact FROM pynomaly_models"
+                        " WHERE name = $1 AND version = $2",
+                        name,
+                        version,
+                    )
+                    if row is None:
+                        raise NothingToPromoteError(
+                            f"model {name!r} has no stored version {version}"
+                        )
+                    found = (
+                        ModelVersion.from_json(json.loads(row["metadata"])),
+                        bytes(row["artifact"]),
+                    )
+                meta, artifact = found
+                meta = dataclasses.replace(meta, extra={**meta.extra, **(extra or {})})
+                stored = await self._insert(connection, (meta, artifact))
+                if version is None:
+                    await connection.execute(
+                        "DELETE FROM pynomaly_challengers WHERE name = $1", name
+                    )
+                return stored
+
+        return await self._run(copy, "promote")
 
     async def write_anomalies(self, records: Sequence[AnomalyRecord]) -> None:
         if not records:

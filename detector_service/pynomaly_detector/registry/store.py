@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from pynomaly_detector.registry.versions import AnomalyRecord, Feedback, ModelVersion
 
@@ -14,6 +14,10 @@ Draft = tuple[ModelVersion, bytes]
 
 class StoreUnavailableError(Exception):
     """The store cannot be reached now (database or pooler down); retry later (503)."""
+
+
+class NothingToPromoteError(LookupError):
+    """No challenger (or not the one expected, or no such stored version) to promote (409)."""
 
 
 class ModelStore(Protocol):
@@ -63,6 +67,40 @@ class ModelStore(Protocol):
 
     async def generation(self) -> int:
         """A number that changes whenever any model is saved or deleted (cheap to read)."""
+
+    async def save_challenger(self, draft: Draft) -> ModelVersion:
+        """Store ``draft`` as the challenger of its name (replacing any); its ``version`` is
+        0: a challenger gets a version number only when promoted."""
+
+    async def challenger(self, name: str) -> tuple[ModelVersion, bytes] | None:
+        """The challenger of ``name`` and its artifact."""
+
+    async def delete_challenger(self, name: str) -> bool:
+        """Remove the challenger of ``name``; whether there was one."""
+
+    async def ensure_challenger(
+        self,
+        name: str,
+        fit: Callable[[], Awaitable[Draft]],
+        *,
+        settled: Callable[[ModelVersion | None, ModelVersion | None], bool],
+    ) -> ModelVersion | None:
+        """Under the name's lock across processes: unless ``settled(champion, challenger)``,
+        run ``fit`` and store its draft as the challenger (the stored one, or None)."""
+
+    async def promote(
+        self,
+        name: str,
+        *,
+        expect: str | None = None,
+        version: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Atomically make a new newest version of ``name``: the challenger (whose
+        ``content_hash`` must be ``expect`` when given; it is then removed), or the stored
+        ``version`` (a rollback). Artifact and signature are copied as they are (the
+        signature does not cover the number); ``extra`` is merged into its metadata, and the
+        version it replaces is kept. ``NothingToPromoteError`` when there is nothing to copy."""
 
     async def write_anomalies(self, records: Sequence[AnomalyRecord]) -> None:
         """Append anomaly records."""

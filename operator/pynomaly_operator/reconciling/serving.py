@@ -37,7 +37,36 @@ def summary(body: Mapping[str, Any]) -> dict[str, Any] | None:
         out["threshold"] = float(threshold)
     if isinstance(body.get("fitted_at"), str):
         out["fittedAt"] = body["fitted_at"]
+    # Not part of status.model: ``status.reporting`` turns it into the ModelDrift condition
+    # (None: this service reports no drift).
+    drift = body.get("drift")
+    out[DRIFT] = drift_figures(drift if isinstance(drift, Mapping) else None)
     return out
+
+
+DRIFT = "drift"
+"""Key of the drift figures in a ``summary`` (None: the service reports no drift)."""
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def drift_figures(drift: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``score`` and per-feature PSI of the service's ``drift`` object (None: no drift)."""
+    if drift is None:
+        return None
+    features = drift.get("features")
+    return {
+        "score": _number(drift.get("score")),
+        "features": {
+            str(name): value
+            for name, value in (features.items() if isinstance(features, Mapping) else ())
+            if _number(value) is not None
+        },
+    }
 
 
 async def served_model(

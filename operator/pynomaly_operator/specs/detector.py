@@ -71,6 +71,75 @@ class TrainingSpec(base.SpecModel):
     )
 
 
+class DriftSpec(base.SpecModel):
+    """When the served model no longer fits its traffic (condition ModelDrift)."""
+
+    threshold: float | None = _field(
+        None,
+        "ModelDrift turns True when the service reports a drift figure (PSI of recent vs "
+        "reference scores, or of one tracked feature) above this; unset = no ModelDrift "
+        "condition. 0.1 is a moderate shift, 0.25 a large one.",
+        gt=0,
+        le=100,
+    )
+
+
+class ChallengerSpec(base.SpecModel):
+    """A second model scored in shadow on the same traffic, compared with the served one."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=base.cel(
+            (
+                "!(has(self.contamination) && has(self.alertRate))",
+                "set the challenger's contamination or alertRate, not both",
+            )
+        )
+    )
+
+    algorithm: Algorithm = pydantic.Field(
+        description="Detector of the challenger (fitted on spec.model.training's data)."
+    )
+    parameters: dict[str, Any] = _field(
+        {}, "Constructor parameters of the challenger's algorithm (checked like the model's)."
+    )
+    contamination: float | None = _field(
+        None,
+        "The challenger's contamination; 0.1 when neither this nor alertRate is set.",
+        gt=0,
+        le=0.5,
+    )
+    alert_rate: float | None = _field(
+        None,
+        "Share of normal traffic the challenger flags, instead of contamination.",
+        gt=0,
+        lt=0.5,
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _one_threshold_rule(self) -> ChallengerSpec:
+        # The CEL rule above, for bodies parsed without the API server.
+        if self.contamination is not None and self.alert_rate is not None:
+            raise ValueError("set the challenger's contamination or alertRate, not both")
+        return self
+
+
+class PromotionSpec(base.SpecModel):
+    """When the service makes the challenger the served model by itself."""
+
+    min_agreement: float = _field(
+        0.9,
+        "Spearman rank correlation of challenger and champion scores over the compared rows "
+        "needed to promote. In [-1, 1].",
+        ge=-1,
+        le=1,
+    )
+    min_rows: int = pydantic.Field(
+        description="Rows both models must have scored (over every worker and replica) "
+        "before the challenger may be promoted.",
+        ge=1,
+    )
+
+
 class ModelSpec(base.SpecModel):
     """The detector model the service fits and serves."""
 
@@ -115,6 +184,17 @@ class ModelSpec(base.SpecModel):
         lt=0.5,
     )
     training: TrainingSpec = _sub(TrainingSpec, "Training data source.")
+    drift: DriftSpec = _sub(DriftSpec, "Drift of live traffic from the model's reference.")
+    challenger: ChallengerSpec | None = _field(
+        None,
+        "A challenger fitted once on the same training data and scored in shadow on the "
+        "same traffic (responses unchanged); its agreement is reported by "
+        "GET /v1/models/{name}. Promote it with POST /v1/models/{name}/promote or "
+        "spec.model.promotion.",
+    )
+    promotion: PromotionSpec | None = _field(
+        None, "Promote the challenger automatically once it agrees enough over enough rows."
+    )
 
     @pydantic.model_validator(mode="after")
     def _one_threshold_rule(self) -> ModelSpec:

@@ -193,3 +193,66 @@ def stores(
 ) -> list[Condition]:
     """RedisReady, DatabaseReady, PoolerReady (type, status, reason, message)."""
     return [redis_ready(detector, names, children), *database_ready(detector, names, children)]
+
+
+# --- the served model ---------------------------------------------------------------------
+
+
+def model_drift(
+    detector: specs.AnomalyDetector,
+    drift: Mapping[str, Any] | None,
+    *,
+    reported: bool,
+    previous: Mapping[str, Any] | None,
+) -> Condition | None:
+    """ModelDrift from the service's drift figures (None without ``spec.model.drift.threshold``).
+
+    ``drift`` is ``{"score", "features"}`` as ``reconciling.serving`` read it; ``reported``
+    is False while the service has not been asked since the operator started, when the last
+    condition is kept (no flapping across restarts). Figures in messages are rounded to two
+    decimals, so a steady drift does not rewrite the status at every resync.
+    """
+    threshold = detector.spec.model.drift.threshold
+    if threshold is None:
+        return None
+    type_ = reasons.MODEL_DRIFT
+    if not reported:
+        if previous is not None:
+            ok = {"True": True, "False": False}.get(str(previous.get("status")))
+            return condition(
+                type_, ok, str(previous.get("reason", "")), str(previous.get("message", ""))
+            )
+        return condition(type_, None, reasons.REASON_PENDING, "the service has not been asked yet")
+    if drift is None:
+        return condition(
+            type_,
+            None,
+            reasons.REASON_NOT_REPORTED,
+            "the service reports no drift (PYNOMALY_DRIFT_ENABLED=false, or a model fitted "
+            "before drift monitoring: refit it)",
+        )
+    score = drift.get("score")
+    if score is None:
+        return condition(
+            type_,
+            None,
+            reasons.REASON_INSUFFICIENT_DATA,
+            "too few recent rows for a drift score yet",
+        )
+    features: Mapping[str, float] = drift.get("features") or {}
+    worst_feature = max(features, key=lambda name: features[name], default=None)
+    over = []
+    if score > threshold:
+        over.append(f"scores {score:.2f}")
+    if worst_feature is not None and features[worst_feature] > threshold:
+        over.append(f"feature {worst_feature!r} {features[worst_feature]:.2f}")
+    if over:
+        return condition(
+            type_,
+            True,
+            reasons.REASON_DRIFT_ABOVE,
+            f"drift (PSI) over the threshold {threshold:g}: " + ", ".join(over),
+        )
+    return condition(
+        type_, False, reasons.REASON_DRIFT_WITHIN, f"drift (PSI) within the threshold {threshold:g}"
+    )

@@ -40,6 +40,18 @@ def problems(
                 f"{', '.join(unknown)} (accepted: {known})",
             }
         )
+    challenger = model.challenger
+    if challenger is not None:
+        unknown = algorithms.unknown_parameters(challenger.algorithm, challenger.parameters)
+        if unknown:
+            known = ", ".join(sorted(algorithms.PARAMETERS[challenger.algorithm]))
+            found.append(
+                {
+                    "reason": reasons.REASON_INVALID_PARAMETERS,
+                    "message": f"spec.model.challenger.parameters: {challenger.algorithm} "
+                    f"does not accept {', '.join(unknown)} (accepted: {known})",
+                }
+            )
     ref = model.training.config_map_ref
     if ref is not None:
         where = f"spec.model.training.configMapRef: ConfigMap {ref.name}"

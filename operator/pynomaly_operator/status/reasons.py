@@ -15,6 +15,7 @@ REDIS_READY = "RedisReady"
 DATABASE_READY = "DatabaseReady"
 POOLER_READY = "PoolerReady"
 SCALING_ACTIVE = "ScalingActive"
+MODEL_DRIFT = "ModelDrift"  # only with spec.model.drift.threshold; never gates Ready
 STORE_TYPES = (REDIS_READY, DATABASE_READY, POOLER_READY)
 CONDITION_ORDER = (READY, PROGRESSING, DEGRADED, DETECTOR_READY, *STORE_TYPES, SCALING_ACTIVE)
 
@@ -37,5 +38,9 @@ REASON_PAUSED = "Paused"
 REASON_DISABLED = "Disabled"
 REASON_COMPONENTS_NOT_READY = "ComponentsNotReady"
 REASON_STABLE = "Stable"
+REASON_DRIFT_ABOVE = "DriftAboveThreshold"  # ModelDrift True: a drift figure over the threshold
+REASON_DRIFT_WITHIN = "WithinThreshold"  # ModelDrift False
+REASON_INSUFFICIENT_DATA = "InsufficientData"  # too few recent rows for a drift score yet
+REASON_NOT_REPORTED = "NotReported"  # the service reports no drift (off, or an old model)
 # Event: a generated key's owner disagrees with its lifetime policy (a reason, not a secret).
 REASON_SECRET_OWNERSHIP = "SecretOwnership"  # noqa: S105

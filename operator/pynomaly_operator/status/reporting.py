@@ -18,7 +18,7 @@ from typing import Any
 
 from pynomaly_operator import naming
 from pynomaly_operator.specs import detector as specs
-from pynomaly_operator.status import conditions
+from pynomaly_operator.status import conditions, reasons
 from pynomaly_operator.status.problems import Problem
 from pynomaly_operator.status.reasons import (
     DEGRADED,
@@ -140,8 +140,31 @@ def compute(
     else:
         phase = "Ready"
     generation = detector.generation
+    served_fields = {k: v for k, v in (served or {}).items() if k != "drift"}
+    previous_drift = next(
+        (
+            c
+            for c in (previous or {}).get("conditions") or []
+            if c.get("type") == reasons.MODEL_DRIFT
+        ),
+        None,
+    )
+    drift = conditions.model_drift(
+        detector,
+        (served or {}).get("drift"),
+        reported=served is not None and "drift" in served,
+        previous=previous_drift,
+    )
     stamped = _stamp(
-        [ready, progressing, degraded, detector_ready, *stores, scaling],
+        [
+            ready,
+            progressing,
+            degraded,
+            detector_ready,
+            *stores,
+            scaling,
+            *([drift] if drift is not None else []),
+        ],
         (previous or {}).get("conditions") or [],
         generation=generation,
         now=now,
@@ -151,7 +174,7 @@ def compute(
     model = {
         "name": detector.model_name,
         "algorithm": detector.spec.model.algorithm,
-        **(served or {}),  # what the service reports it serves (reconciling.serving)
+        **served_fields,  # what the service reports it serves (reconciling.serving)
     }
     return {
         "observedGeneration": generation,

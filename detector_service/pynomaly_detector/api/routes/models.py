@@ -88,9 +88,10 @@ async def _multipart(
     return options, data
 
 
-@router.put("/models/{name}", status_code=201)
-async def fit(name: str, request: Request, plane: Plane, settings: AppSettings) -> Response:
-    """Fit a new version from JSON ``instances`` or an uploaded CSV (multipart ``file``)."""
+async def fit_request(
+    request: Request, settings: AppSettings
+) -> tuple[FitOptions, datasets.TrainingData]:
+    """The options and rows of a fit body: JSON ``instances`` or a multipart CSV ``file``."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         options, data = await _multipart(request, settings)
@@ -104,6 +105,13 @@ async def fit(name: str, request: Request, plane: Plane, settings: AppSettings) 
             max_rows=settings.model_max_training_rows,
             max_features=settings.model_max_features,
         )
+    return options, data
+
+
+@router.put("/models/{name}", status_code=201)
+async def fit(name: str, request: Request, plane: Plane, settings: AppSettings) -> Response:
+    """Fit a new version from JSON ``instances`` or an uploaded CSV (multipart ``file``)."""
+    options, data = await fit_request(request, settings)
     meta = await plane.fit(
         name,
         algorithm=options.algorithm,
@@ -123,8 +131,8 @@ async def list_models(plane: Plane) -> Response:
 
 @router.get("/models/{name}")
 async def describe(name: str, plane: Plane) -> Response:
-    """Metadata of the newest version of ``name``."""
-    return json_response((await plane.describe(name)).public())
+    """Metadata of the newest version of ``name`` and its ``drift``."""
+    return json_response(await plane.report(name))
 
 
 @router.delete("/models/{name}")

@@ -76,6 +76,20 @@ def settings(detector: specs.AnomalyDetector) -> dict[str, str]:
         data["PYNOMALY_MODEL_ALERT_RATE"] = repr(model.alert_rate)
     if model.training.url is not None:
         data["PYNOMALY_MODEL_TRAINING_URL"] = model.training.url
+    challenger = model.challenger
+    if challenger is not None:
+        data["PYNOMALY_MODEL_CHALLENGER_ALGORITHM"] = challenger.algorithm
+        data["PYNOMALY_MODEL_CHALLENGER_PARAMETERS"] = json.dumps(
+            challenger.parameters, sort_keys=True
+        )
+        data["PYNOMALY_MODEL_CHALLENGER_CONTAMINATION"] = repr(
+            DEFAULT_CONTAMINATION if challenger.contamination is None else challenger.contamination
+        )
+        if challenger.alert_rate is not None:
+            data["PYNOMALY_MODEL_CHALLENGER_ALERT_RATE"] = repr(challenger.alert_rate)
+    if model.promotion is not None:
+        data["PYNOMALY_MODEL_PROMOTION_MIN_ROWS"] = str(model.promotion.min_rows)
+        data["PYNOMALY_MODEL_PROMOTION_MIN_AGREEMENT"] = repr(model.promotion.min_agreement)
     return dict(sorted(data.items()))
 
 
