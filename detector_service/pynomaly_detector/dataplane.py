@@ -29,6 +29,7 @@ from pynomaly_detector import datasets, metrics
 from pynomaly_detector.caching.memory import TTLCache
 from pynomaly_detector.caching.redis_cache import RedisScoreCache
 from pynomaly_detector.detectors.errors import InvalidInputError
+from pynomaly_detector.detectors.fitting import FitTimeoutError
 from pynomaly_detector.registry.anomaly_log import AnomalyLog
 from pynomaly_detector.registry.models import (
     DeclaredModel,
@@ -377,6 +378,7 @@ def build(
         ),
         on_replaced=scorer.forget,
         keep_versions=settings.model_keep_versions,
+        fit_timeout=settings.fit_timeout_seconds,
     )
     anomaly_log = (
         AnomalyLog(store, max_queue=settings.anomaly_log_queue_size)
@@ -407,7 +409,10 @@ def training_from_instances(
 
 def _public_reason(error: Exception) -> str:
     """What /readyz may show about a failure: our own messages, never a driver's text."""
-    if isinstance(error, InvalidInputError | StoreUnavailableError | ArtifactRejectedError):
+    if isinstance(
+        error,
+        InvalidInputError | FitTimeoutError | StoreUnavailableError | ArtifactRejectedError,
+    ):
         return f"{type(error).__name__}: {error}"
     return f"{type(error).__name__} (details in the service log)"
 

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     """After SIGTERM: seconds readiness fails while the service keeps serving (so endpoints
     are removed first), before uvicorn stops listening and finishes in-flight requests
     (``spec.server.drainSeconds``)."""
+    fit_timeout_seconds: float = Field(default=25.0, gt=0)
+    """Wall-clock limit of one fit, which runs in its own process: beyond it the process is
+    killed, the model stays on its previous version and the PUT gets 422 ``fit_timeout``
+    (also bounds the declared model's fit at start). Keep it below
+    ``request_timeout_seconds``, else the request's 504 comes first (that stops the fit too)."""
     request_read_timeout_seconds: float = Field(default=15.0, gt=0)
     """Seconds a client has to send a whole request (headers and body) once it starts;
     slower requests get 408 and their connection is closed (slowloris)."""

@@ -35,7 +35,7 @@ import numpy as np
 
 from pynomaly_detector import datasets, heap, metrics
 from pynomaly_detector.caching.memory import TTLCache
-from pynomaly_detector.detectors import catalog, fitted
+from pynomaly_detector.detectors import catalog, fitted, fitting
 from pynomaly_detector.detectors.errors import InvalidInputError
 from pynomaly_detector.registry import signing
 from pynomaly_detector.registry.store import Draft, ModelStore, StoreUnavailableError
@@ -139,10 +139,13 @@ class Models:
         loaded: TTLCache[tuple[str, int], fitted.FittedDetector],
         on_replaced: Replaced | None = None,
         keep_versions: int = 0,
+        fit_timeout: float = 300.0,
     ) -> None:
         self.store = store
         self._key = signing_key
         self._fit_pool = fit_pool
+        self.fit_timeout = fit_timeout
+        """Wall-clock limit of one fit (its process is killed beyond it)."""
         self.lookups = lookups
         """L3: name -> (newest version's metadata, epoch its lookup started in)."""
         self.generation: int | None = None
@@ -352,17 +355,20 @@ class Models:
         contamination: float,
         data: datasets.TrainingData,
     ) -> Draft:
-        """Fit in the fit pool and sign: a version ready to store."""
+        """Fit in a child process (killed past ``fit_timeout``) and sign: a version ready to
+        store."""
         spec = catalog.lookup(algorithm)
+        result = await fitting.fit(
+            spec.name,
+            np.asarray(data.values, dtype=np.float64),
+            parameters=parameters,
+            contamination=contamination,
+            limit=self.fit_timeout,
+            executor=self._fit_pool,
+        )
 
         def work() -> Draft:
-            detector = fitted.fit(
-                spec.name,
-                np.asarray(data.values, dtype=np.float64),
-                parameters=parameters,
-                contamination=contamination,
-            )
-            artifact, _, digest = signing.dump(self._key, detector)
+            artifact = result.artifact
             meta = ModelVersion(
                 name=name,
                 version=0,
@@ -370,10 +376,10 @@ class Models:
                 parameters=parameters,
                 contamination=contamination,
                 features=list(data.features),
-                n_samples=detector.n_samples,
-                threshold=detector.threshold,
+                n_samples=result.n_samples,
+                threshold=result.threshold,
                 fitted_at=now(),
-                content_hash=digest,
+                content_hash=signing.content_hash(artifact),
                 signature="",
                 extra=data.provenance,
             )
