@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -62,9 +63,18 @@ FloatArray = npt.NDArray[np.float64]
 Announce = Callable[[str], Awaitable[None]]
 """Tells the other processes that a model changed (Redis pub/sub)."""
 
-ANOMALY_LOG_FLUSH_SECONDS = 5.0
-"""At shutdown, after uvicorn's graceful wait: how long the anomaly log may keep retrying
-(inside the pod's grace period, which the operator sets above graceful + drain time)."""
+SHUTDOWN_MARGIN_SECONDS = 10.0
+"""What the operator's ``terminationGracePeriodSeconds`` adds to the drain and the request
+deadline (``drainSeconds + timeoutSeconds + 10``) for closing pools and flushing the log."""
+
+CLOSE_RESERVE_SECONDS = 2.0
+"""Kept back from the anomaly log's final flush for what closing does after it."""
+
+
+def termination_grace(settings: Settings) -> float:
+    """Seconds from SIGTERM to SIGKILL, as the operator renders the pod's grace period."""
+    return settings.drain_seconds + settings.request_timeout_seconds + SHUTDOWN_MARGIN_SECONDS
+
 
 PING_TIMEOUT = 0.5
 """Seconds a dependency may take to answer /readyz: kubelet's probe timeout is 1 s by default."""
@@ -113,6 +123,8 @@ class DataPlane:
         """False until warm-up has loaded stored models."""
         self.draining = False
         """Set on SIGTERM: readiness fails first, in-flight requests still finish."""
+        self.stop_deadline: float | None = None
+        """``time.monotonic()`` by which the process must be gone (set by ``drain``)."""
         self.preparing_error: str | None = None
         """Why warm-up / the declared model is not loaded yet (retried in the background)."""
 
@@ -170,15 +182,25 @@ class DataPlane:
                 return
 
     def drain(self) -> None:
-        """Fail readiness from now on (SIGTERM); requests are still served."""
+        """Fail readiness from now on (SIGTERM); requests are still served. The first call
+        starts the clock of the pod's grace period (``termination_grace``)."""
         self.draining = True
+        if self.stop_deadline is None:
+            self.stop_deadline = time.monotonic() + termination_grace(self.settings)
+
+    def flush_budget(self) -> float:
+        """Seconds the anomaly log may spend flushing at close: what is left of the grace
+        period after the drain and in-flight requests, less ``CLOSE_RESERVE_SECONDS``."""
+        self.drain()
+        deadline = self.stop_deadline or time.monotonic()
+        return max(1.0, deadline - CLOSE_RESERVE_SECONDS - time.monotonic())
 
     async def close(self) -> None:
         """Finish work in flight, flush the anomaly log, release pools."""
-        self.draining = True
+        self.drain()
         await self.scorer.close()
         if self.anomaly_log is not None:
-            await self.anomaly_log.close(grace=ANOMALY_LOG_FLUSH_SECONDS)
+            await self.anomaly_log.close(grace=self.flush_budget())
         await self.store.close()
         for pool in self._pools:
             pool.shutdown(wait=False, cancel_futures=True)
