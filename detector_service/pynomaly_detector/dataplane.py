@@ -29,6 +29,7 @@ import numpy.typing as npt
 from pynomaly_detector import datasets, metrics
 from pynomaly_detector.caching.memory import TTLCache
 from pynomaly_detector.caching.redis_cache import RedisScoreCache
+from pynomaly_detector.caching.usage import ModelUsage
 from pynomaly_detector.detectors.errors import InvalidInputError
 from pynomaly_detector.detectors.fitting import FitTimeoutError
 from pynomaly_detector.registry.anomaly_log import AnomalyLog
@@ -76,6 +77,10 @@ def termination_grace(settings: Settings) -> float:
     return settings.drain_seconds + settings.request_timeout_seconds + SHUTDOWN_MARGIN_SECONDS
 
 
+WARM_START_SECONDS = 10.0
+"""Longest a starting worker spends loading its pod's most used models before it accepts
+requests (the rest load in the background)."""
+
 PING_TIMEOUT = 0.5
 """Seconds a dependency may take to answer /readyz: kubelet's probe timeout is 1 s by default."""
 
@@ -107,8 +112,11 @@ class DataPlane:
         anomaly_log: AnomalyLog | None = None,
         announce: Announce | None = None,
         pools: Sequence[ThreadPoolExecutor] = (),
+        usage: ModelUsage | None = None,
     ) -> None:
         self.settings = settings
+        self.usage = usage or ModelUsage(None)
+        """Requests per model name, shared by the pod's workers: the warm-up order."""
         self.models = models
         self.scorer = scorer
         self.l2 = l2
@@ -136,10 +144,36 @@ class DataPlane:
     # lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the store and start the anomaly log."""
+        """Open the store, start the anomaly log, load the pod's most used models."""
         await self.store.open()
         if self.anomaly_log is not None:
             self.anomaly_log.start()
+        if self.settings.cache_warmup:
+            await self.warm_used(WARM_START_SECONDS)
+
+    async def warm_used(self, budget: float) -> list[str]:
+        """Load the models this pod's workers used most (most used first, at most
+        ``cache_model_max_models``) for up to ``budget`` seconds; the names loaded.
+
+        Called before the worker accepts requests, so a worker recycled by ``max_requests``
+        serves its first request from a warm model."""
+        loaded: list[str] = []
+        deadline = time.monotonic() + budget
+        for name in self.usage.ranked()[: self.settings.cache_model_max_models]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(self.models.load(name, source="warmup"), remaining)
+            except (ModelNotFoundError, ArtifactRejectedError, InvalidInputError):
+                continue  # deleted since, or refused: requests get their 404/503
+            except (TimeoutError, StoreUnavailableError) as error:
+                log.warning("warm start stopped after %d models: %r", len(loaded), error)
+                break
+            loaded.append(name)
+        if loaded:
+            log.info("warm start: loaded %s", ", ".join(loaded))
+        return loaded
 
     async def prepare(self) -> None:
         """Warm-up and declared model, once; failures propagate."""
@@ -148,7 +182,9 @@ class DataPlane:
             self.declared_ready = True
             metrics.DECLARED_MODEL_LOADED.set(1)
         if not self.warm:
-            await self.models.warmup(self.settings.cache_model_max_models)
+            await self.models.warmup(
+                self.settings.cache_model_max_models, first=self.usage.ranked()
+            )
             self.warm = True
 
     async def revalidate_forever(self) -> None:
@@ -198,6 +234,7 @@ class DataPlane:
     async def close(self) -> None:
         """Finish work in flight, flush the anomaly log, release pools."""
         self.drain()
+        self.usage.save()
         await self.scorer.close()
         if self.anomaly_log is not None:
             await self.anomaly_log.close(grace=self.flush_budget())
@@ -288,7 +325,8 @@ class DataPlane:
         return await self.models.describe(name)
 
     async def model(self, name: str) -> LoadedModel:
-        """The newest version of ``name``, loaded."""
+        """The newest version of ``name``, loaded (a use, for the warm-up order)."""
+        self.usage.touch(name)
         return await self.models.load(name)
 
     async def list_models(self) -> list[ModelVersion]:
@@ -298,6 +336,7 @@ class DataPlane:
     async def delete(self, name: str) -> None:
         """Delete every version of ``name`` and its cached scores."""
         existed = await self.models.delete(name)
+        self.usage.forget(name)
         self.scorer.forget(name)
         if self.l2 is not None:
             await self.l2.delete_model(name)
@@ -368,6 +407,7 @@ def build(
     store: ModelStore,
     l2: RedisScoreCache | None = None,
     announce: Announce | None = None,
+    usage: ModelUsage | None = None,
 ) -> DataPlane:
     """Compose a data plane: thread pools, caches, registry, row scorer, anomaly log."""
     scoring_pool = ThreadPoolExecutor(settings.scoring_threads, thread_name_prefix="pynomaly-score")
@@ -415,6 +455,7 @@ def build(
         anomaly_log=anomaly_log,
         announce=announce,
         pools=(scoring_pool, fit_pool),
+        usage=usage,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from types import FrameType
@@ -29,6 +30,7 @@ from pynomaly_detector.api.routes import health, inference, models, scoring
 from pynomaly_detector.caching import redis_clients
 from pynomaly_detector.caching.invalidation import Invalidation
 from pynomaly_detector.caching.redis_cache import RedisScoreCache
+from pynomaly_detector.caching.usage import ModelUsage
 from pynomaly_detector.dataplane import DataPlane
 from pynomaly_detector.registry.local import LocalStore
 from pynomaly_detector.registry.postgres import PostgresStore
@@ -95,6 +97,7 @@ def create_app(
             store=store or build_store(settings),
             l2=l2,
             announce=invalidation.publish if invalidation is not None else None,
+            usage=ModelUsage(os.environ.get(probes.STATUS_DIR_ENV)),
         )
         limiter = (
             RateLimiter(
@@ -177,6 +180,7 @@ async def _report(status: probes.WorkerStatus, plane: DataPlane) -> None:
         status.ready = plane.ready()
         status.draining = plane.draining
         status.write()
+        plane.usage.save()
         await asyncio.sleep(probes.HEARTBEAT_SECONDS)
 
 

@@ -26,7 +26,7 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -245,17 +245,18 @@ class Models:
         self.remember(meta, stamp)
         return self._known[meta.name]
 
-    async def load(self, name: str) -> LoadedModel:
-        """The newest version of ``name``, loaded."""
+    async def load(self, name: str, *, source: str = "store") -> LoadedModel:
+        """The newest version of ``name``, loaded (``source``: the metric label of a load:
+        ``store`` on a request's path, ``warmup`` ahead of requests)."""
         meta = self._cached(name)
         if meta is None:
             meta = await self.describe(name)
         detector = self.loaded.get((name, meta.version))
         if detector is None:
-            detector = await self.detector(meta)
+            detector = await self.detector(meta, source=source)
         return LoadedModel(meta, detector)
 
-    async def detector(self, meta: ModelVersion) -> fitted.FittedDetector:
+    async def detector(self, meta: ModelVersion, *, source: str = "store") -> fitted.FittedDetector:
         """The fitted detector of ``meta`` (loaded once, however many callers wait)."""
         key = (meta.name, meta.version)
         cached = self.loaded.get(key)
@@ -285,7 +286,7 @@ class Models:
             self._loading.pop(key, None)
         self.loaded.put(key, detector)
         heap.settle()
-        metrics.MODEL_LOADS.labels("store").inc()
+        metrics.MODEL_LOADS.labels(source).inc()
         metrics.model_loaded(meta)
         future.set_result(detector)
         return detector
@@ -298,13 +299,19 @@ class Models:
             self.remember(meta, stamp)
         return found
 
-    async def warmup(self, limit: int) -> None:
-        """Load the newest version of stored models (at most ``limit``)."""
+    async def warmup(self, limit: int, *, first: Sequence[str] = ()) -> None:
+        """Load the newest version of stored models (at most ``limit``): the names in
+        ``first`` in their order (the most used), then the others by name."""
         stamp = self.epoch
-        for meta in (await self.store.list_models())[:limit]:
+        rank = {name: index for index, name in enumerate(first)}
+        stored = sorted(
+            await self.store.list_models(),
+            key=lambda meta: (rank.get(meta.name, len(rank)), meta.name),
+        )
+        for meta in stored[:limit]:
             self.remember(meta, stamp)
             try:
-                await self.detector(meta)
+                await self.detector(meta, source="warmup")
             except (signing.ArtifactRejectedError, ModelNotFoundError) as error:
                 # One bad artifact must not keep the replica unready; requests get a 503.
                 log.warning("warm-up skipped %s v%d: %s", meta.name, meta.version, error)
