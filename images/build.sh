@@ -41,6 +41,10 @@ build_mounts=()
   && build_mounts+=(--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
 [ -f /etc/pip.conf ] && build_mounts+=(--volume /etc/pip.conf:/etc/pip.conf:ro)
 
+# The revision label of an image: the last commit that changed its inputs (REVISION, default
+# HEAD). The Python base gets the last commit of images/python: labelled with HEAD, its digest
+# would change with every commit, and every image FROM it (pinned by digest) would rebuild
+# from scratch, its dependency layer included.
 build() {  # build IMAGE_TAGS... -- podman build args...
   local tags=()
   while [ "$1" != "--" ]; do tags+=(--tag "$1"); shift; done
@@ -48,7 +52,7 @@ build() {  # build IMAGE_TAGS... -- podman build args...
   nice -n 10 podman build --network host --pull=never --layers --format oci \
     "${build_mounts[@]}" "${tags[@]}" \
     --label "org.opencontainers.image.version=$version" \
-    --label "org.opencontainers.image.revision=$(git rev-parse HEAD)" \
+    --label "org.opencontainers.image.revision=${REVISION:-$(git rev-parse HEAD)}" \
     "$@"
 }
 
@@ -78,7 +82,8 @@ log "debian base: $debian_ref"
 
 # 2. Python 3.11 runtime base from Debian's packages (the layer cache skips it when unchanged).
 log "python base"
-build "$python" -- --build-arg "DEBIAN_IMAGE=$debian_ref" -f images/python/Dockerfile images/python
+REVISION=$(git log -1 --format=%H -- images/python) \
+  build "$python" -- --build-arg "DEBIAN_IMAGE=$debian_ref" -f images/python/Dockerfile images/python
 python_ref=$(digest_ref "$python")
 log "python base: $python_ref"
 

@@ -18,6 +18,7 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,8 +31,10 @@ from pynomaly_detector import datasets, metrics
 from pynomaly_detector.caching.memory import TTLCache
 from pynomaly_detector.caching.redis_cache import RedisScoreCache
 from pynomaly_detector.caching.snapshots import SharedSnapshots
+from pynomaly_detector.caching.usage import ModelUsage
 from pynomaly_detector.detectors import explaining
 from pynomaly_detector.detectors.errors import InvalidInputError
+from pynomaly_detector.detectors.fitting import FitTimeoutError
 from pynomaly_detector.registry.anomaly_log import AnomalyLog
 from pynomaly_detector.registry.challenger import Challengers, DeclaredChallenger
 from pynomaly_detector.registry.models import (
@@ -67,9 +70,22 @@ FloatArray = npt.NDArray[np.float64]
 Announce = Callable[[str], Awaitable[None]]
 """Tells the other processes that a model changed (Redis pub/sub)."""
 
-ANOMALY_LOG_FLUSH_SECONDS = 5.0
-"""At shutdown, after uvicorn's graceful wait: how long the anomaly log may keep retrying
-(inside the pod's grace period, which the operator sets above graceful + drain time)."""
+SHUTDOWN_MARGIN_SECONDS = 10.0
+"""What the operator's ``terminationGracePeriodSeconds`` adds to the drain and the request
+deadline (``drainSeconds + timeoutSeconds + 10``) for closing pools and flushing the log."""
+
+CLOSE_RESERVE_SECONDS = 2.0
+"""Kept back from the anomaly log's final flush for what closing does after it."""
+
+
+def termination_grace(settings: Settings) -> float:
+    """Seconds from SIGTERM to SIGKILL, as the operator renders the pod's grace period."""
+    return settings.drain_seconds + settings.request_timeout_seconds + SHUTDOWN_MARGIN_SECONDS
+
+
+WARM_START_SECONDS = 10.0
+"""Longest a starting worker spends loading its pod's most used models before it accepts
+requests (the rest load in the background)."""
 
 EXPLAIN_INLINE_ROWS = 8
 """Flagged rows explained on the event loop (well under a millisecond); more go to the pool."""
@@ -114,8 +130,11 @@ class DataPlane:
         pools: Sequence[ThreadPoolExecutor] = (),
         monitor: DriftMonitor | None = None,
         shared: SharedSnapshots | None = None,
+        usage: ModelUsage | None = None,
     ) -> None:
         self.settings = settings
+        self.usage = usage or ModelUsage(None)
+        """Requests per model name, shared by the pod's workers: the warm-up order."""
         self.monitor = monitor
         self.challengers = Challengers(models)
         self.shadow = (
@@ -146,6 +165,8 @@ class DataPlane:
         """False until warm-up has loaded stored models."""
         self.draining = False
         """Set on SIGTERM: readiness fails first, in-flight requests still finish."""
+        self.stop_deadline: float | None = None
+        """``time.monotonic()`` by which the process must be gone (set by ``drain``)."""
         self.preparing_error: str | None = None
         """Why warm-up / the declared model is not loaded yet (retried in the background)."""
 
@@ -157,10 +178,36 @@ class DataPlane:
     # lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the store and start the anomaly log."""
+        """Open the store, start the anomaly log, load the pod's most used models."""
         await self.store.open()
         if self.anomaly_log is not None:
             self.anomaly_log.start()
+        if self.settings.cache_warmup:
+            await self.warm_used(WARM_START_SECONDS)
+
+    async def warm_used(self, budget: float) -> list[str]:
+        """Load the models this pod's workers used most (most used first, at most
+        ``cache_model_max_models``) for up to ``budget`` seconds; the names loaded.
+
+        Called before the worker accepts requests, so a worker recycled by ``max_requests``
+        serves its first request from a warm model."""
+        loaded: list[str] = []
+        deadline = time.monotonic() + budget
+        for name in self.usage.ranked()[: self.settings.cache_model_max_models]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(self.models.load(name, source="warmup"), remaining)
+            except (ModelNotFoundError, ArtifactRejectedError, InvalidInputError):
+                continue  # deleted since, or refused: requests get their 404/503
+            except (TimeoutError, StoreUnavailableError) as error:
+                log.warning("warm start stopped after %d models: %r", len(loaded), error)
+                break
+            loaded.append(name)
+        if loaded:
+            log.info("warm start: loaded %s", ", ".join(loaded))
+        return loaded
 
     async def prepare(self) -> None:
         """Warm-up and declared model, once; failures propagate."""
@@ -170,7 +217,9 @@ class DataPlane:
             self.declared_ready = True
             metrics.DECLARED_MODEL_LOADED.set(1)
         if not self.warm:
-            await self.models.warmup(self.settings.cache_model_max_models)
+            await self.models.warmup(
+                self.settings.cache_model_max_models, first=self.usage.ranked()
+            )
             self.warm = True
 
     async def revalidate_forever(self) -> None:
@@ -204,19 +253,30 @@ class DataPlane:
                 return
 
     def drain(self) -> None:
-        """Fail readiness from now on (SIGTERM); requests are still served."""
+        """Fail readiness from now on (SIGTERM); requests are still served. The first call
+        starts the clock of the pod's grace period (``termination_grace``)."""
         self.draining = True
+        if self.stop_deadline is None:
+            self.stop_deadline = time.monotonic() + termination_grace(self.settings)
+
+    def flush_budget(self) -> float:
+        """Seconds the anomaly log may spend flushing at close: what is left of the grace
+        period after the drain and in-flight requests, less ``CLOSE_RESERVE_SECONDS``."""
+        self.drain()
+        deadline = self.stop_deadline or time.monotonic()
+        return max(1.0, deadline - CLOSE_RESERVE_SECONDS - time.monotonic())
 
     async def close(self) -> None:
         """Finish work in flight, flush the anomaly log, release pools."""
-        self.draining = True
+        self.drain()
+        self.usage.save()
         await self.scorer.close()
         if self.monitor is not None:
             await self.monitor.close()
         if self.shadow is not None:
             await self.shadow.close()
         if self.anomaly_log is not None:
-            await self.anomaly_log.close(grace=ANOMALY_LOG_FLUSH_SECONDS)
+            await self.anomaly_log.close(grace=self.flush_budget())
         await self.store.close()
         for pool in self._pools:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -400,7 +460,8 @@ class DataPlane:
             await self._announce(name)
 
     async def model(self, name: str) -> LoadedModel:
-        """The newest version of ``name``, loaded."""
+        """The newest version of ``name``, loaded (a use, for the warm-up order)."""
+        self.usage.touch(name)
         return await self.models.load(name)
 
     async def list_models(self) -> list[ModelVersion]:
@@ -410,6 +471,7 @@ class DataPlane:
     async def delete(self, name: str) -> None:
         """Delete every version of ``name`` and its cached scores."""
         existed = await self.models.delete(name)
+        self.usage.forget(name)
         self.scorer.forget(name)
         if self.l2 is not None:
             await self.l2.delete_model(name)
@@ -579,6 +641,7 @@ def build(
     l2: RedisScoreCache | None = None,
     announce: Announce | None = None,
     shared: SharedSnapshots | None = None,
+    usage: ModelUsage | None = None,
 ) -> DataPlane:
     """Compose a data plane: thread pools, caches, registry, row scorer, anomaly log, drift
     monitor (sharing its sketches through ``shared`` when Redis is configured)."""
@@ -612,6 +675,7 @@ def build(
         ),
         on_replaced=scorer.forget,
         keep_versions=settings.model_keep_versions,
+        fit_timeout=settings.fit_timeout_seconds,
     )
     anomaly_log = (
         AnomalyLog(store, max_queue=settings.anomaly_log_queue_size)
@@ -636,6 +700,7 @@ def build(
         )
         if settings.drift_enabled
         else None,
+        usage=usage,
     )
 
 
@@ -652,7 +717,10 @@ def training_from_instances(
 
 def _public_reason(error: Exception) -> str:
     """What /readyz may show about a failure: our own messages, never a driver's text."""
-    if isinstance(error, InvalidInputError | StoreUnavailableError | ArtifactRejectedError):
+    if isinstance(
+        error,
+        InvalidInputError | FitTimeoutError | StoreUnavailableError | ArtifactRejectedError,
+    ):
         return f"{type(error).__name__}: {error}"
     return f"{type(error).__name__} (details in the service log)"
 

@@ -71,7 +71,8 @@ BATCH_REQUESTS = Histogram(
 )
 MODEL_LOADS = Counter(
     "pynomaly_model_loads_total",
-    "Models loaded into a worker, by source (store, fit).",
+    "Models loaded into a worker, by source (store: on a request's path; warmup: ahead of "
+    "requests; fit).",
     ["source"],
 )
 ROWS_SCORED = Counter("pynomaly_rows_scored_total", "Rows scored, by model.", ["model"])

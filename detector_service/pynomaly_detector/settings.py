@@ -45,10 +45,11 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(default=30.0, gt=0)
     """Deadline of one request; a request still running then is answered 504."""
     max_requests: int = Field(default=0, ge=0)
-    """Requests a worker serves before it is recycled (0 = never, the default: caches are
-    bounded, so there is nothing to reclaim, and a recycled worker re-imports PyOD, reopens
-    its pools, reloads its models and loses L1; at 1,000 it restarted every 0.1-0.4 s under
-    load)."""
+    """Requests a worker serves before it is recycled (0 = never, the default here and in the
+    operator's ``spec.server.maxRequests``: caches are bounded, so there is nothing to
+    reclaim, and a recycled worker re-imports PyOD, reopens its pools and loses L1 (its most
+    used models are reloaded before it serves); at 1,000 it restarted every 0.1-0.4 s under
+    load, and uvicorn resets connections a recycling worker accepted but had not read)."""
     max_requests_jitter: int = Field(default=50, ge=0)
     """Random extra requests per worker so that workers do not all recycle at once."""
     backlog: int = Field(default=2048, ge=1)
@@ -61,6 +62,11 @@ class Settings(BaseSettings):
     """After SIGTERM: seconds readiness fails while the service keeps serving (so endpoints
     are removed first), before uvicorn stops listening and finishes in-flight requests
     (``spec.server.drainSeconds``)."""
+    fit_timeout_seconds: float = Field(default=25.0, gt=0)
+    """Wall-clock limit of one fit, which runs in its own process: beyond it the process is
+    killed, the model stays on its previous version and the PUT gets 422 ``fit_timeout``
+    (also bounds the declared model's fit at start). Keep it below
+    ``request_timeout_seconds``, else the request's 504 comes first (that stops the fit too)."""
     request_read_timeout_seconds: float = Field(default=15.0, gt=0)
     """Seconds a client has to send a whole request (headers and body) once it starts;
     slower requests get 408 and their connection is closed (slowloris)."""

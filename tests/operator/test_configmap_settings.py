@@ -55,3 +55,13 @@ def test_body_limit_default_is_the_services() -> None:
     detector = specs.AnomalyDetector.from_body({"metadata": {"name": "x", "namespace": "n"}})
     rendered = configmap.settings(detector)["PYNOMALY_MAX_BODY_BYTES"]
     assert int(rendered) == Settings.model_fields["max_body_bytes"].default
+
+
+def test_worker_recycling_defaults_agree() -> None:
+    """A resource without ``spec.server`` runs the service as its own defaults would: workers
+    are not recycled (``PYNOMALY_MAX_REQUESTS`` 0), the jitter is the service's."""
+    detector = specs.AnomalyDetector.from_body({"metadata": {"name": "x", "namespace": "n"}})
+    data = configmap.settings(detector)
+    defaults = Settings()
+    assert int(data["PYNOMALY_MAX_REQUESTS"]) == defaults.max_requests == 0
+    assert int(data["PYNOMALY_MAX_REQUESTS_JITTER"]) == defaults.max_requests_jitter

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from types import FrameType
@@ -30,6 +31,7 @@ from pynomaly_detector.caching import redis_clients
 from pynomaly_detector.caching.invalidation import Invalidation
 from pynomaly_detector.caching.redis_cache import RedisScoreCache
 from pynomaly_detector.caching.snapshots import SharedSnapshots
+from pynomaly_detector.caching.usage import ModelUsage
 from pynomaly_detector.dataplane import DataPlane
 from pynomaly_detector.registry.local import LocalStore
 from pynomaly_detector.registry.postgres import PostgresStore
@@ -103,6 +105,7 @@ def create_app(
             )
             if redis is not None
             else None,
+            usage=ModelUsage(os.environ.get(probes.STATUS_DIR_ENV)),
         )
         limiter = (
             RateLimiter(
@@ -191,6 +194,7 @@ async def _report(status: probes.WorkerStatus, plane: DataPlane) -> None:
         status.ready = plane.ready()
         status.draining = plane.draining
         status.write()
+        plane.usage.save()
         await asyncio.sleep(probes.HEARTBEAT_SECONDS)
 
 

@@ -16,6 +16,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from pynomaly_detector.detectors.errors import DetectorError
+from pynomaly_detector.detectors.fitting import FitFailedError, FitTimeoutError
 from pynomaly_detector.registry.models import DeclaredNotFittedError, ModelNotFoundError
 from pynomaly_detector.registry.signing import ArtifactRejectedError
 from pynomaly_detector.registry.store import NothingToPromoteError, StoreUnavailableError
@@ -50,7 +51,9 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (ClientDisconnect, 400, "client_disconnected"),
     (TooManyRowsError, 413, "too_many_rows"),
     (TensorError, 400, "invalid_tensor"),
+    (FitTimeoutError, 422, "fit_timeout"),
     (DetectorError, 422, "invalid_input"),
+    (FitFailedError, 503, "fit_failed"),
     (BadRequestError, 400, "bad_request"),
     (BodyTooLargeError, 413, "body_too_large"),
     (DeclaredNotFittedError, 404, "model_not_fitted"),

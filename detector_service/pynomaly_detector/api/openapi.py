@@ -307,10 +307,11 @@ ERRORS = {
     "may (`body_too_large`, `too_many_rows`).",
     422: "The body or a parameter is well-formed JSON but invalid: rows of the wrong width, "
     "NaN, strings or booleans, an unknown algorithm or parameter, an invalid name "
-    "(`invalid_input`, `invalid_request`).",
+    "(`invalid_input`, `invalid_request`); a fit stopped at its time limit, the model left on "
+    "its previous version (`fit_timeout`).",
     429: "The client exceeded the rate limit (`rate_limited`).",
-    503: "The model store is unavailable, or a stored artifact failed verification "
-    "(`store_unavailable`, `artifact_rejected`).",
+    503: "The model store is unavailable, a stored artifact failed verification, or a fit's "
+    "process died (`store_unavailable`, `artifact_rejected`, `fit_failed`).",
     504: "The request did not complete within the deadline (`deadline_exceeded`).",
 }
 

@@ -10,7 +10,9 @@ Nothing accepted is lost quietly:
   and a GET during an outage leaves the records queued instead of dropping them;
 * an unexpected exception is logged with its traceback and counted; the writer keeps going;
 * ``close`` lets a write in progress finish and flushes what is left within ``grace``
-  seconds (the shutdown grace period); whatever still cannot be written is counted as
+  seconds (what is left of the pod's grace period), retrying a failed write with backoff
+  for all of that time rather than ``max_attempts`` times (a store restarting during a
+  rollout is back within seconds); whatever still cannot be written is counted as
   ``dropped`` and logged.
 """
 
@@ -72,8 +74,9 @@ class AnomalyLog:
             return
         self._queue.append(record)
 
-    async def flush(self) -> bool:
-        """Write everything queued now; whether it all went (failed batches stay queued)."""
+    async def flush(self, *, give_up: bool = True) -> bool:
+        """Write everything queued now; whether it all went (failed batches stay queued;
+        after ``max_attempts`` failures a batch is counted ``failed``, unless not ``give_up``)."""
         async with self._lock:
             while self._queue:
                 batch = [
@@ -83,7 +86,7 @@ class AnomalyLog:
                     await self.store.write_anomalies(batch)
                 except Exception as error:  # any failure: keep the records, retry later
                     self._attempts += 1
-                    if self._attempts >= self.max_attempts:
+                    if give_up and self._attempts >= self.max_attempts:
                         self._take(len(batch))
                         self._failed.inc(len(batch))
                         log.error(
@@ -133,14 +136,16 @@ class AnomalyLog:
         if self._task is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(self._task), grace)
+        pause = 0.2
         while self._queue and time.monotonic() < deadline:
             remaining = deadline - time.monotonic()
             try:
-                if await asyncio.wait_for(self.flush(), remaining):
+                if await asyncio.wait_for(self.flush(give_up=False), remaining):
                     break
             except TimeoutError:
                 break
-            await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 2.0)
         if self._queue:
             self._dropped.inc(len(self._queue))
             log.error("anomaly log: %d records not written before shutdown", len(self._queue))

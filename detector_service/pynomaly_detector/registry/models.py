@@ -27,7 +27,7 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +36,7 @@ import numpy as np
 
 from pynomaly_detector import datasets, heap, metrics
 from pynomaly_detector.caching.memory import TTLCache
-from pynomaly_detector.detectors import calibration, catalog, fitted, reference
+from pynomaly_detector.detectors import calibration, catalog, fitted, fitting
 from pynomaly_detector.detectors.errors import InvalidInputError
 from pynomaly_detector.registry import signing
 from pynomaly_detector.registry.store import Draft, ModelStore, StoreUnavailableError
@@ -145,12 +145,15 @@ class Models:
         loaded: TTLCache[tuple[str, int], fitted.FittedDetector],
         on_replaced: Replaced | None = None,
         keep_versions: int = 0,
+        fit_timeout: float = 300.0,
     ) -> None:
         self.store = store
         self._key = signing_key
         self.signing_key = signing_key
         """The key artifacts are signed with (challengers are verified with it too)."""
         self._fit_pool = fit_pool
+        self.fit_timeout = fit_timeout
+        """Wall-clock limit of one fit (its process is killed beyond it)."""
         self.lookups = lookups
         """L3: name -> (newest version's metadata, epoch its lookup started in)."""
         self.generation: int | None = None
@@ -250,17 +253,18 @@ class Models:
         self.remember(meta, stamp)
         return self._known[meta.name]
 
-    async def load(self, name: str) -> LoadedModel:
-        """The newest version of ``name``, loaded."""
+    async def load(self, name: str, *, source: str = "store") -> LoadedModel:
+        """The newest version of ``name``, loaded (``source``: the metric label of a load:
+        ``store`` on a request's path, ``warmup`` ahead of requests)."""
         meta = self._cached(name)
         if meta is None:
             meta = await self.describe(name)
         detector = self.loaded.get((name, meta.version))
         if detector is None:
-            detector = await self.detector(meta)
+            detector = await self.detector(meta, source=source)
         return LoadedModel(meta, detector)
 
-    async def detector(self, meta: ModelVersion) -> fitted.FittedDetector:
+    async def detector(self, meta: ModelVersion, *, source: str = "store") -> fitted.FittedDetector:
         """The fitted detector of ``meta`` (loaded once, however many callers wait)."""
         key = (meta.name, meta.version)
         cached = self.loaded.get(key)
@@ -290,7 +294,7 @@ class Models:
             self._loading.pop(key, None)
         self.loaded.put(key, detector)
         heap.settle()
-        metrics.MODEL_LOADS.labels("store").inc()
+        metrics.MODEL_LOADS.labels(source).inc()
         metrics.model_loaded(meta)
         future.set_result(detector)
         return detector
@@ -303,13 +307,19 @@ class Models:
             self.remember(meta, stamp)
         return found
 
-    async def warmup(self, limit: int) -> None:
-        """Load the newest version of stored models (at most ``limit``)."""
+    async def warmup(self, limit: int, *, first: Sequence[str] = ()) -> None:
+        """Load the newest version of stored models (at most ``limit``): the names in
+        ``first`` in their order (the most used), then the others by name."""
         stamp = self.epoch
-        for meta in (await self.store.list_models())[:limit]:
+        rank = {name: index for index, name in enumerate(first)}
+        stored = sorted(
+            await self.store.list_models(),
+            key=lambda meta: (rank.get(meta.name, len(rank)), meta.name),
+        )
+        for meta in stored[:limit]:
             self.remember(meta, stamp)
             try:
-                await self.detector(meta)
+                await self.detector(meta, source="warmup")
             except (signing.ArtifactRejectedError, ModelNotFoundError) as error:
                 # One bad artifact must not keep the replica unready; requests get a 503.
                 log.warning("warm-up skipped %s v%d: %s", meta.name, meta.version, error)
@@ -421,39 +431,36 @@ class Models:
         *,
         alert_rate: float | None = None,
     ) -> Draft:
-        """Fit in the fit pool and sign: a version ready to store."""
+        """Fit in a child process (killed past ``fit_timeout``) and sign: a version ready to
+        store."""
         spec = catalog.lookup(algorithm)
+        result = await fitting.fit(
+            spec.name,
+            np.asarray(data.values, dtype=np.float64),
+            parameters=parameters,
+            contamination=contamination,
+            alert_rate=alert_rate,
+            limit=self.fit_timeout,
+            executor=self._fit_pool,
+        )
 
         def work() -> Draft:
-            values = np.asarray(data.values, dtype=np.float64)
-            detector = fitted.fit(
-                spec.name,
-                values,
-                parameters=parameters,
-                contamination=contamination,
-                alert_rate=alert_rate,
-            )
-            reference.attach(detector, values)  # bins for drift checks (no rows kept)
-            artifact, _, digest = signing.dump(self._key, detector)
+            artifact = result.artifact
             meta = ModelVersion(
                 name=name,
                 version=0,
                 algorithm=spec.name,
                 parameters=parameters,
-                contamination=detector.contamination,
+                contamination=result.contamination,
                 features=list(data.features),
-                n_samples=detector.n_samples,
-                threshold=detector.threshold,
+                n_samples=result.n_samples,
+                threshold=result.threshold,
                 fitted_at=now(),
-                content_hash=digest,
+                content_hash=signing.content_hash(artifact),
                 signature="",
                 extra=data.provenance,
-                alert_rate=detector.alert_rate,
-                calibration_size=(
-                    None
-                    if detector.calibration_scores is None
-                    else len(detector.calibration_scores)
-                ),
+                alert_rate=result.alert_rate,
+                calibration_size=result.calibration_size,
             )
             return dataclasses.replace(
                 meta, signature=signing.seal(self._key, meta, artifact)
