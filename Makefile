@@ -109,3 +109,16 @@ cluster: ## start the local Kubernetes control plane in the background; prints .
 .PHONY: cluster-down
 cluster-down: ## stop the local control plane (whole process group) and remove its state
 	@e2e/cluster.sh stop
+
+# ---- real node (issue #14; e2e/node/README.md) ----------------------------------------------------
+.PHONY: node-deps
+node-deps: ## install the Debian packages the real node runs on (containerd, runc, CNI plugins, iptables, conntrack)
+	@scripts/node-deps.sh
+
+.PHONY: node
+node: controlplane ## build the real node: kubelet+kube-proxy (.cluster/bin/node), CoreDNS, metrics-server, pause and test images
+	@e2e/cluster.sh build-node
+
+.PHONY: test-realnode
+test-realnode: install node-deps node ## real pods on a real node: Pod Security, Services, DNS, logs/exec, metrics, HPA, clean stop (root)
+	PYNOMALY_REAL_NODE=1 $(VENV)/bin/pytest -m realnode tests/realnode $(PYTEST_ARGS)

@@ -1,0 +1,160 @@
+"""Fixtures for the real-node tests: a local cluster whose ``c5.2xlarge`` node runs real pods.
+
+``make cluster REAL_NODE=1`` (``e2e/cluster.sh``, ``e2e/node/README.md``) starts the control
+plane and beside its KWOK nodes a real one: containerd + runc, a kubelet and kube-proxy of the
+control plane's Kubernetes version, CoreDNS and metrics-server. These tests need root and the
+Debian packages of ``scripts/node-deps.sh``, take minutes, and so run only under their marker
+and target: ``make test-realnode`` (``PYNOMALY_REAL_NODE=1 pytest -m realnode tests/realnode``).
+Without ``PYNOMALY_REAL_NODE=1`` they are deselected, never skipped, so ``make check`` does not
+slow down and reports them as deselected.
+
+``real_cluster`` (session) reuses a running ``make cluster REAL_NODE=1`` when its node is Ready;
+otherwise it starts a private cluster with a real node in a temporary directory and stops it at
+the end (the last test, ``test_zz_teardown.py``, does that stop itself and checks that nothing
+is left on the host).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.controlplane import CLUSTER_SH, SHARED_DIR, ControlPlane, readyz
+
+from .hoststate import HostState, snapshot
+
+ENV = "PYNOMALY_REAL_NODE"
+NODE = "real-c5-2xlarge-0"
+NODE_SELECTOR = {"pynomaly.dev/real-node": "true"}
+TESTBOX = "pynomaly.local/testbox:1"
+
+_summary = pytest.StashKey[str]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect ``realnode`` tests unless ``PYNOMALY_REAL_NODE=1`` (make test-realnode)."""
+    if os.environ.get(ENV) == "1":
+        return
+    selected = [i for i in items if i.get_closest_marker("realnode") is None]
+    if len(selected) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in selected])
+        items[:] = selected
+
+
+@dataclasses.dataclass
+class RealCluster:
+    """The control plane plus its real node; ``owned`` when this session started it."""
+
+    cp: ControlPlane
+    owned: bool
+    before: HostState | None
+    """The host before this session started the cluster (owned clusters only)."""
+    start_seconds: float | None = None
+    stopped: bool = False
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "CLUSTER_DIR": str(self.cp.state_dir), "REAL_NODE": "1"}
+
+    def stop(self) -> float:
+        """``e2e/cluster.sh stop`` (node teardown, then the control plane); the seconds."""
+        t = time.monotonic()
+        done = subprocess.run(
+            ["bash", str(CLUSTER_SH), "stop"],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        self.stopped = True
+        if done.returncode != 0:
+            raise AssertionError(f"cluster.sh stop failed:\n{done.stderr[-3000:]}")
+        return time.monotonic() - t
+
+
+def node_ready(cp: ControlPlane) -> bool:
+    done = cp.kubectl(
+        "get",
+        "node",
+        NODE,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+        check=False,
+    )
+    return done.returncode == 0 and done.stdout.strip() == "True"
+
+
+@pytest.fixture(scope="session")
+def real_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RealCluster]:
+    """The session's cluster with a Ready real node (reused or started here)."""
+    shared = ControlPlane(state_dir=SHARED_DIR, owned=False)
+    if readyz(SHARED_DIR / "kubeconfig") and node_ready(shared):
+        request.config.stash[_summary] = f"reusing the running cluster {SHARED_DIR}"
+        yield RealCluster(cp=shared, owned=False, before=None)
+        return
+    state = tmp_path_factory.mktemp("realnode")
+    cluster = RealCluster(cp=ControlPlane(state_dir=state, owned=True), owned=True, before=None)
+    cluster.before = snapshot(state)
+    t = time.monotonic()
+    done = subprocess.run(
+        ["bash", str(CLUSTER_SH), "start"],
+        env=cluster.env(),
+        capture_output=True,
+        text=True,
+        timeout=3600,  # a cold build of the node's binaries is part of the first start
+        check=False,
+    )
+    cluster.start_seconds = time.monotonic() - t
+    if done.returncode != 0:
+        subprocess.run(["bash", str(CLUSTER_SH), "stop"], env=cluster.env(), check=False)
+        pytest.fail(f"cannot start a cluster with a real node:\n{done.stderr[-4000:]}")
+    request.config.stash[_summary] = (
+        f"cluster with a real node started in {cluster.start_seconds:.1f}s "
+        f"(build if needed + control plane + node READY), state {state}"
+    )
+    try:
+        yield cluster
+    finally:
+        if not cluster.stopped:
+            cluster.stop()
+
+
+@pytest.fixture
+def restricted_namespace(
+    real_cluster: RealCluster, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A fresh namespace enforcing Pod Security ``restricted``; deleted afterwards."""
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{stem}-{uuid.uuid4().hex[:6]}"
+    cp = real_cluster.cp
+    cp.kubectl("create", "namespace", name)
+    cp.kubectl(
+        "label",
+        "namespace",
+        name,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    )
+    try:
+        yield name
+    finally:
+        cp.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    message = terminalreporter.config.stash.get(_summary, None)
+    if message is not None:
+        terminalreporter.write_line(f"real node: {message}")
+
+
+__all__ = ["NODE", "NODE_SELECTOR", "TESTBOX", "Path", "RealCluster"]
