@@ -4,9 +4,9 @@
     render-samples.py OUT_DIR [--namespace NS]
 
 For each AnomalyDetector in manifests/samples/*.yaml this writes OUT_DIR/<sample>.yaml with
-exactly what the reconcile applies (the same builder calls, in the same order: generated
-Secrets, the service's ServiceAccount and ConfigMap, the stores, then Service, Deployment,
-PDB, HPA and NetworkPolicy), with the namespace filled in as the applier does. Policy checks
+exactly what the reconcile applies (``builders.desired.desired``, the same call the
+reconciler makes: generated Secrets, then every other object in apply order), with the
+namespace filled in as the applier does. Policy checks
 (checkov) and the API server's own validation (kubectl apply --dry-run=server) run over them.
 Secret values are placeholders: rendering must not mint real passwords.
 """
@@ -21,12 +21,15 @@ from typing import Any
 import yaml
 
 from pynomaly_operator import naming
-from pynomaly_operator.builders import children, signing_key
-from pynomaly_operator.reconciling import storing
+from pynomaly_operator.builders import desired
 from pynomaly_operator.specs.detector import AnomalyDetector
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "manifests" / "samples"
+
+
+def _placeholder() -> str:
+    return "rendered-placeholder-not-a-secret"
 
 
 def render(body: dict[str, Any], *, namespace: str) -> list[dict[str, Any]]:
@@ -34,13 +37,8 @@ def render(body: dict[str, Any], *, namespace: str) -> list[dict[str, Any]]:
     body = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
     detector = AnomalyDetector.from_body(body)
     names = naming.names_for(body)
-    objects = [
-        signing_key.secret(names, key="rendered-placeholder-not-a-secret"),
-        *storing.secrets(detector, names),
-        *children.before_stores(detector, names),
-        *storing.objects(detector, names),
-        *children.after_stores(detector, names, store_env=storing.service_env(detector, names)),
-    ]
+    plan = desired.desired(detector, names, {}, token=_placeholder, signing_key_value=_placeholder)
+    objects = [*plan.secrets, *plan.objects]
     rendered = []
     for obj in objects:
         metadata = {**obj.get("metadata", {}), "namespace": namespace}

@@ -55,9 +55,9 @@ from lightkube import codecs
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 
-from pynomaly_operator import naming
-from pynomaly_operator.builders import children, signing_key
-from pynomaly_operator.reconciling import observing, storing
+from pynomaly_operator import naming, settings
+from pynomaly_operator.builders import desired
+from pynomaly_operator.reconciling import observing
 from pynomaly_operator.specs import detector as specs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -71,7 +71,7 @@ CRD = ROOT / "crds" / "anomalydetectors.pynomaly.io.yaml"
 NODES = "c5.4xlarge=12"
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY", "DELETECOLLECTION"})
 READ_VERBS = frozenset({"GET", "LIST", "WATCH"})
-RESYNC_SECONDS = float(os.environ.get("PYNOMALY_OPERATOR_RESYNC_SECONDS", "15"))
+RESYNC_SECONDS = settings.OperatorSettings().resync_seconds
 
 # The stores off (Redis none, external database), one replica and small requests, so N pods
 # fit on the fake nodes; placement stays the default (required c5 instance types: the
@@ -351,13 +351,8 @@ def expected_children(spec: Mapping[str, Any], name: str, namespace: str) -> set
     }
     detector = specs.AnomalyDetector.from_body(body)
     names = naming.Names(instance=name, namespace=namespace)
-    objects = [
-        signing_key.secret(names, key="unused"),
-        *storing.secrets(detector, names),
-        *children.before_stores(detector, names),
-        *storing.objects(detector, names),
-        *children.after_stores(detector, names, store_env=storing.service_env(detector, names)),
-    ]
+    plan = desired.desired(detector, names, {})
+    objects = [*plan.secrets, *plan.objects]
     return {(str(obj["kind"]), str(obj["metadata"]["name"])) for obj in objects}
 
 

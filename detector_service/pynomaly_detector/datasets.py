@@ -1,5 +1,6 @@
 """Training data from CSV, read in chunks so a file larger than memory still fits a model.
 
+``read_source`` reads the declared model's training file or downloads its URL.
 Chunks are parsed with pandas (``chunksize``), checked (numeric columns, no missing or
 infinite values), stored as float32 when that loses nothing that matters (relative error
 below 1e-6, else float64), and reservoir-sampled once more than ``max_rows`` rows were seen
@@ -145,3 +146,33 @@ def _downcast(
     if np.allclose(narrow, values, rtol=1e-6, atol=1e-30):
         return narrow
     return values
+
+
+class NoTrainingSourceError(InvalidInputError):
+    """A declared model has neither a training path nor a training URL."""
+
+
+def read_source(*, path: str, url: str, max_rows: int) -> TrainingData:
+    """Training rows from a CSV file ``path``, else downloaded from the http(s) ``url``.
+
+    Blocking (file and network I/O): callers run it in a thread. The download is spooled to
+    an anonymous temporary file, so memory stays bounded by ``max_rows`` like a local file.
+    """
+    if path:
+        return read_csv(path, max_rows=max_rows)
+    if url:
+        import tempfile
+        import urllib.request
+
+        if not url.startswith(("http://", "https://")):
+            raise InvalidInputError("PYNOMALY_MODEL_TRAINING_URL must be http(s)")
+        with tempfile.TemporaryFile() as spool:
+            # Scheme checked above: only http(s) URLs are opened.
+            with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310
+                while block := response.read(1 << 20):
+                    spool.write(block)
+            spool.seek(0)
+            return read_csv(spool, max_rows=max_rows)
+    raise NoTrainingSourceError(
+        "the declared model needs PYNOMALY_MODEL_TRAINING_PATH or PYNOMALY_MODEL_TRAINING_URL"
+    )

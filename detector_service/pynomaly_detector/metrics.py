@@ -92,7 +92,7 @@ def registry() -> CollectorRegistry:
         return REGISTRY
     _forget_dead_workers(Path(directory))
     collecting = CollectorRegistry()
-    multiprocess.MultiProcessCollector(collecting)  # type: ignore[no-untyped-call]
+    multiprocess.MultiProcessCollector(collecting)  # type: ignore[no-untyped-call]  # unannotated in prometheus_client
     return collecting
 
 
@@ -113,4 +113,5 @@ def _forget_dead_workers(directory: Path) -> None:
         match = _PID_FILE.search(path.name)
         if match and not psutil.pid_exists(int(match.group(1))):
             with contextlib.suppress(OSError):
+                # prometheus_client leaves mark_process_dead unannotated
                 multiprocess.mark_process_dead(int(match.group(1)), str(directory))  # type: ignore[no-untyped-call]

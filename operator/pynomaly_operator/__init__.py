@@ -1,5 +1,8 @@
 """Pynomaly operator: reconciles ``AnomalyDetector`` resources (group ``pynomaly.io``).
 
-Pure builders turn the parsed spec into manifests; one reconcile observes, computes status
-and applies what differs. See ``../shared/DESIGN.md`` and the README for the architecture.
+The plan, in the direction data flows (import-linter enforces the layers):
+``specs`` (parse the CR, generate the CRD) -> ``builders`` (pure: ``desired()`` = every
+object to exist) -> ``status`` (pure: observed children -> conditions and phase) ->
+``reconciling`` (observe -> compute status -> apply what differs -> write status; kopf
+handlers). See operator/README.md, "How it works".
 """

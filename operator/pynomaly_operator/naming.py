@@ -63,7 +63,7 @@ class Names:
     instance: str
     namespace: str
 
-    # --- detector service (core engineer) -------------------------------------------
+    # --- detector service -------------------------------------------------------------
     @property
     def detector(self) -> str:
         """Deployment, Service, HPA, PDB, ServiceAccount, NetworkPolicy of the detector."""
@@ -84,7 +84,7 @@ class Names:
         """In-cluster URL of the scoring API."""
         return f"http://{self.detector}.{self.namespace}.svc:8000"
 
-    # --- stores (names reserved for the stores engineer) ----------------------------
+    # --- stores -----------------------------------------------------------------------
     @property
     def redis(self) -> str:
         return f"{self.instance}-redis"
@@ -129,10 +129,6 @@ class Names:
             LABEL_PART_OF: PART_OF,
             LABEL_MANAGED_BY: MANAGED_BY,
         }
-
-    def owned_selector(self) -> dict[str, str]:
-        """Labels shared by every child of this instance (for list/watch)."""
-        return {LABEL_INSTANCE: self.instance, LABEL_MANAGED_BY: MANAGED_BY}
 
 
 def names_for(body: Mapping[str, object]) -> Names:

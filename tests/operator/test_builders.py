@@ -7,27 +7,27 @@ untouched and never emit a secret value in plain env.
 
 from __future__ import annotations
 
-import os
 import pathlib
 from typing import Any
 
 import pytest
 import yaml
 
-from pynomaly_operator import naming
-from pynomaly_operator.builders import (
-    children,
-    configmap,
+from pynomaly_operator import naming, values
+from pynomaly_operator.builders import detector as detector_builders
+from pynomaly_operator.builders.detector import (
+    config_map,
     deployment,
-    horizontalpodautoscaler,
-    networkpolicy,
-    poddisruptionbudget,
+    horizontal_pod_autoscaler,
+    network_policy,
+    pod_disruption_budget,
     signing_key,
 )
 from pynomaly_operator.specs import detector as specs
+from tests.support import golden
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
-UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+UPDATE = golden.UPDATE
 
 CASES: dict[str, dict[str, Any]] = {
     "defaults": {"redis": {"mode": "none"}, "postgres": {"mode": "managed"}},
@@ -76,8 +76,8 @@ def rendered(case: str) -> list[dict[str, Any]]:
     names = naming.Names(instance=detector.name, namespace=detector.namespace)
     return [
         signing_key.secret(names, key="not-a-real-key"),
-        *children.before_stores(detector, names),
-        *children.after_stores(
+        *detector_builders.before_stores(detector, names),
+        *detector_builders.after_stores(
             detector, names, store_env=[{"name": "PYNOMALY_REDIS_MODE", "value": "none"}]
         ),
     ]
@@ -140,7 +140,7 @@ def test_defaults_follow_the_performance_guide() -> None:
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
-    hpa = horizontalpodautoscaler.horizontal_pod_autoscaler(detector, names)
+    hpa = horizontal_pod_autoscaler.horizontal_pod_autoscaler(detector, names)
     assert hpa is not None
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 20)
     targets = [m["resource"]["target"]["averageUtilization"] for m in hpa["spec"]["metrics"]]
@@ -154,21 +154,21 @@ def test_defaults_follow_the_performance_guide() -> None:
     assert behavior["scaleDown"]["policies"] == [
         {"type": "Percent", "value": 10, "periodSeconds": 60}
     ]
-    pdb = poddisruptionbudget.pod_disruption_budget(detector, names)
+    pdb = pod_disruption_budget.pod_disruption_budget(detector, names)
     assert pdb["spec"]["minAvailable"] == 2
 
 
 def test_config_change_changes_the_pod_template_hash() -> None:
-    a = configmap.config_hash(configmap.settings(parse({})))
-    b = configmap.config_hash(configmap.settings(parse({"server": {"workers": 8}})))
+    a = values.short_hash(config_map.settings(parse({})))
+    b = values.short_hash(config_map.settings(parse({"server": {"workers": 8}})))
     assert a != b
 
 
 def test_network_policy_egress_follows_the_stores() -> None:
     names = naming.Names(instance="fraud", namespace="payments")
-    none = networkpolicy.egress_rules(parse({"redis": {"mode": "none"}}), names)
+    none = network_policy.egress_rules(parse({"redis": {"mode": "none"}}), names)
     assert len(none) == 2  # DNS + PgBouncer (managed postgres by default)
-    sentinel = networkpolicy.egress_rules(parse({"redis": {"mode": "sentinel"}}), names)
+    sentinel = network_policy.egress_rules(parse({"redis": {"mode": "sentinel"}}), names)
     ports = [rule["ports"][0]["port"] for rule in sentinel]
     assert ports == [53, 6379, 26379, 6432]
 
@@ -176,4 +176,6 @@ def test_network_policy_egress_follows_the_stores() -> None:
 def test_single_replica_pdb_never_blocks_drains() -> None:
     names = naming.Names(instance="fraud", namespace="payments")
     detector = parse({"autoscaling": {"minReplicas": 1}})
-    assert poddisruptionbudget.pod_disruption_budget(detector, names)["spec"]["maxUnavailable"] == 1
+    assert (
+        pod_disruption_budget.pod_disruption_budget(detector, names)["spec"]["maxUnavailable"] == 1
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pynomaly_detector.settings import Settings
-from pynomaly_operator.builders import configmap
+from pynomaly_operator.builders.detector import config_map as configmap
 from pynomaly_operator.specs import detector as specs
 
 SPECS = [

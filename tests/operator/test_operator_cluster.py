@@ -484,7 +484,7 @@ def test_default_spec_with_managed_stores_converges_without_churn(
     kube: Kube, operator: Operator
 ) -> None:
     """The default spec (Redis sentinel, managed PostgreSQL + PgBouncer): the stores' children
-    come from ``builders.stores`` through the same reconcile; each is applied once."""
+    come from ``builders.desired`` through the same reconcile; each is applied once."""
     kube.apply(kube.detector("full", {}))
     ready(kube, "full", timeout=120)
     for kind, name in [

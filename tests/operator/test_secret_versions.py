@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 
 from pynomaly_operator import naming
-from pynomaly_operator.builders import children, secret_versions, stores
+from pynomaly_operator.builders import desired as desired_state
+from pynomaly_operator.builders import detector as detector_builders
+from pynomaly_operator.builders import secret_versions
+from pynomaly_operator.builders.detector import store_env
 from pynomaly_operator.specs.detector import AnomalyDetector
 
 NAMES = naming.Names(instance="fraud", namespace="payments")
@@ -28,8 +31,8 @@ def desired(redis_mode: str) -> list[dict[str, Any]]:
         }
     )
     return [
-        *stores.objects(detector, NAMES),
-        *children.after_stores(detector, NAMES, store_env=stores.service_env(detector, NAMES)),
+        *desired_state.store_objects(detector, NAMES),
+        *detector_builders.after_stores(detector, NAMES, store_env=store_env.env(detector, NAMES)),
     ]
 
 

@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pynomaly_operator.configs import pgbouncer_ini, postgres_conf
+from pynomaly_operator.builders.pgbouncer import ini as pgbouncer_ini
+from pynomaly_operator.builders.postgres import conf as postgres_conf
 from pynomaly_operator.specs.postgres import PostgresSpec
 
 BIN = Path("/usr/lib/postgresql/15/bin")

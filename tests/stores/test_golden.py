@@ -1,12 +1,11 @@
 """Golden files for every rendered store config and manifest (tests/stores/golden/).
 
 A change to a renderer or builder shows up as a reviewable diff of the golden file.
-Regenerate after an intended change with ``PYNOMALY_UPDATE_GOLDEN=1 pytest tests/stores``.
+Regenerate after an intended change with ``UPDATE_GOLDEN=1 pytest tests/stores``.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +13,16 @@ import pytest
 import yaml
 
 from pynomaly_operator import naming
-from pynomaly_operator.builders import stores
-from pynomaly_operator.configs import pgbouncer_ini, postgres_conf, redis_conf
+from pynomaly_operator.builders import desired as desired_state
+from pynomaly_operator.builders.detector import store_env
+from pynomaly_operator.builders.pgbouncer import ini as pgbouncer_ini
+from pynomaly_operator.builders.postgres import conf as postgres_conf
+from pynomaly_operator.builders.redis import conf as redis_conf
 from pynomaly_operator.specs.detector import AnomalyDetector
+from tests.support import golden
 
 GOLDEN = Path(__file__).parent / "golden"
-UPDATE = os.environ.get("PYNOMALY_UPDATE_GOLDEN") == "1"
+UPDATE = golden.UPDATE
 
 
 def detector(spec: dict[str, Any] | None = None) -> AnomalyDetector:
@@ -36,7 +39,7 @@ def check(name: str, text: str) -> None:
     if UPDATE:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    assert path.exists(), f"missing golden file {path}; run with PYNOMALY_UPDATE_GOLDEN=1"
+    assert path.exists(), f"missing golden file {path}; run with UPDATE_GOLDEN=1"
     assert text == path.read_text(), f"{name} differs from its golden file"
 
 
@@ -102,9 +105,9 @@ def test_postgres_and_pgbouncer_conf_defaults() -> None:
 def test_manifests(name: str, spec: dict[str, Any]) -> None:
     d = detector(spec)
     counter = iter(range(1000))
-    check(f"{name}.objects.yaml", _yaml(stores.objects(d, NAMES)))
+    check(f"{name}.objects.yaml", _yaml(desired_state.store_objects(d, NAMES)))
     check(
         f"{name}.secrets.yaml",
-        _yaml(stores.secrets(d, NAMES, token=lambda: f"generated-{next(counter)}")),
+        _yaml(desired_state.store_secrets(d, NAMES, token=lambda: f"generated-{next(counter)}")),
     )
-    check(f"{name}.env.yaml", _yaml([{"env": stores.service_env(d, NAMES)}]))
+    check(f"{name}.env.yaml", _yaml([{"env": store_env.env(d, NAMES)}]))

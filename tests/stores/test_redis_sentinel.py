@@ -1,6 +1,6 @@
 """Sentinel topology from the rendered configs: the service's L2 cache survives a failover.
 
-Three redis-server and three sentinels are started from ``configs.redis_conf`` output by the
+Three redis-server and three sentinels are started from ``builders.redis.conf`` output by the
 operator's own start scripts (tests/support/redis_topologies.py). The detector service's
 Redis client factory and L2 cache are used as in a pod; the master is SIGKILLed and the
 cache must keep answering (no exception ever reaches a caller) and writes must land on the

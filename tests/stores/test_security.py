@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 
 from pynomaly_operator import naming
-from pynomaly_operator.builders import _common, networkpolicy, stores
+from pynomaly_operator.builders import desired as desired_state
+from pynomaly_operator.builders import pods
+from pynomaly_operator.builders.detector import network_policy
+from pynomaly_operator.specs import base
 from pynomaly_operator.specs.detector import AnomalyDetector
 from pynomaly_operator.specs.redis import ComputeResources
 
@@ -28,7 +31,7 @@ def detector(spec: dict[str, Any] | None = None) -> AnomalyDetector:
 
 
 def pod_templates(d: AnomalyDetector) -> Iterator[tuple[str, dict[str, Any]]]:
-    for obj in stores.objects(d, NAMES):
+    for obj in desired_state.store_objects(d, NAMES):
         if obj["kind"] in WORKLOADS:
             yield obj["metadata"]["name"], obj["spec"]["template"]
 
@@ -50,7 +53,7 @@ def test_every_store_pod_is_restricted(mode: str) -> None:
         volumes = {v["name"] for v in pod["volumes"]}
         claims = {
             c["metadata"]["name"]
-            for o in stores.objects(d, NAMES)
+            for o in desired_state.store_objects(d, NAMES)
             if o["metadata"]["name"] == name and o["kind"] == "StatefulSet"
             for c in o["spec"].get("volumeClaimTemplates", [])
         }
@@ -83,17 +86,17 @@ def test_resources_fill_missing_keys_from_defaults() -> None:
     defaults = ComputeResources(
         requests={"cpu": "250m", "memory": "2560Mi"}, limits={"cpu": "2", "memory": "3Gi"}
     )
-    assert _common.resources(ComputeResources(), defaults) == {
+    assert pods.resources(ComputeResources(), defaults) == {
         "requests": {"cpu": "250m", "memory": "2560Mi"},
         "limits": {"cpu": "2", "memory": "3Gi"},
     }
     # A request above the default limit raises that limit (never an invalid pod) ...
-    raised = _common.resources(ComputeResources(requests={"memory": "8Gi"}), defaults)
+    raised = pods.resources(ComputeResources(requests={"memory": "8Gi"}), defaults)
     assert raised["limits"]["memory"] == "8Gi"
     # ... and a limit below the default request lowers that request.
-    lowered = _common.resources(ComputeResources(limits={"cpu": "100m"}), defaults)
+    lowered = pods.resources(ComputeResources(limits={"cpu": "100m"}), defaults)
     assert lowered["requests"]["cpu"] == "100m"
-    both = _common.resources(
+    both = pods.resources(
         ComputeResources(requests={"cpu": "1"}, limits={"cpu": "4", "memory": "4Gi"}), defaults
     )
     assert both == {
@@ -111,9 +114,9 @@ def test_spec_resources_reach_the_containers() -> None:
 
 
 def test_quantities() -> None:
-    assert _common.quantity("250m") == _common.quantity("0.25")
-    assert _common.quantity("1Gi") == _common.quantity("1073741824")
-    assert _common.quantity("1e3") is None  # exponent notation: left alone
+    assert base.quantity("250m") == base.quantity("0.25")
+    assert base.quantity("1Gi") == base.quantity("1073741824")
+    assert base.quantity("1e3") is None  # exponent notation: left alone
 
 
 # --- NetworkPolicies: evaluated like a CNI would -----------------------------------------
@@ -154,8 +157,8 @@ def policies_and_pods(
     mode: str,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
     d = detector({"redis": {"mode": mode}})
-    policies = [o for o in stores.objects(d, NAMES) if o["kind"] == "NetworkPolicy"]
-    policies.append(networkpolicy.network_policy(d, NAMES))
+    policies = [o for o in desired_state.store_objects(d, NAMES) if o["kind"] == "NetworkPolicy"]
+    policies.append(network_policy.network_policy(d, NAMES))
     pods = {
         component: NAMES.labels(component)
         for component in (
@@ -174,7 +177,7 @@ def policies_and_pods(
 @pytest.mark.parametrize("mode", MODES)
 def test_every_store_pod_is_selected_by_a_policy(mode: str) -> None:
     d = detector({"redis": {"mode": mode}})
-    policies = [o for o in stores.objects(d, NAMES) if o["kind"] == "NetworkPolicy"]
+    policies = [o for o in desired_state.store_objects(d, NAMES) if o["kind"] == "NetworkPolicy"]
     for name, template in pod_templates(d):
         labels = template["metadata"]["labels"]
         selecting = [

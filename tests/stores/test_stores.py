@@ -13,12 +13,14 @@ import pydantic
 import pytest
 
 from pynomaly_detector.settings import Settings
-from pynomaly_operator import budget, naming
+from pynomaly_operator import naming
+from pynomaly_operator.builders import desired as desired_state
 from pynomaly_operator.builders import redis as redis_builders
-from pynomaly_operator.builders import stores
+from pynomaly_operator.builders.detector import store_env
 from pynomaly_operator.specs.detector import AnomalyDetector
 from pynomaly_operator.specs.postgres import PostgresSpec
 from pynomaly_operator.specs.redis import RedisSpec
+from pynomaly_operator.status import budget, conditions
 
 NAMES = naming.Names(instance="a" * naming.MAX_NAME_LENGTH, namespace="payments")
 MODES = ["sentinel", "cluster", "standalone", "none"]
@@ -32,7 +34,7 @@ def detector(spec: dict[str, Any] | None = None, *, name: str = "fraud") -> Anom
 
 def observed_ready(d: AnomalyDetector, names: naming.Names) -> dict[tuple[str, str], Any]:
     out: dict[tuple[str, str], Any] = {}
-    for obj in stores.objects(d, names):
+    for obj in desired_state.store_objects(d, names):
         kind, name = obj["kind"], obj["metadata"]["name"]
         replicas = obj.get("spec", {}).get("replicas", 1)
         out[(kind, name)] = {"status": {"readyReplicas": replicas, "succeeded": 1}}
@@ -43,7 +45,7 @@ def observed_ready(d: AnomalyDetector, names: naming.Names) -> dict[tuple[str, s
 def test_service_env_names_are_detector_settings(mode: str) -> None:
     d = detector({"redis": {"mode": mode}})
     fields = {f"PYNOMALY_{name.upper()}" for name in Settings.model_fields}
-    for entry in stores.service_env(d, NAMES):
+    for entry in store_env.env(d, NAMES):
         assert entry["name"] in fields
         if "PASSWORD" in entry["name"]:
             assert "secretKeyRef" in entry["valueFrom"], "passwords only from Secrets"
@@ -52,7 +54,7 @@ def test_service_env_names_are_detector_settings(mode: str) -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_service_env_parses_as_settings(mode: str) -> None:
     d = detector({"redis": {"mode": mode}})
-    plain = {e["name"]: e["value"] for e in stores.service_env(d, NAMES) if "value" in e}
+    plain = {e["name"]: e["value"] for e in store_env.env(d, NAMES) if "value" in e}
     settings = Settings.model_validate(
         {k.removeprefix("PYNOMALY_").lower(): v for k, v in plain.items()}
     )
@@ -64,19 +66,21 @@ def test_service_env_parses_as_settings(mode: str) -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_no_generated_password_outside_secrets(mode: str) -> None:
     d = detector({"redis": {"mode": mode}})
-    secrets = stores.secrets(d, NAMES, token=lambda: "SENTINEL-PASSWORD-VALUE")
+    secrets = desired_state.store_secrets(d, NAMES, token=lambda: "SENTINEL-PASSWORD-VALUE")
     assert all(s["kind"] == "Secret" for s in secrets)
-    rendered = json.dumps(stores.objects(d, NAMES)) + json.dumps(stores.service_env(d, NAMES))
+    rendered = json.dumps(desired_state.store_objects(d, NAMES)) + json.dumps(
+        store_env.env(d, NAMES)
+    )
     assert "SENTINEL-PASSWORD-VALUE" not in rendered
     assert "requirepass" not in json.dumps(
-        [o["data"] for o in stores.objects(d, NAMES) if o["kind"] == "ConfigMap"]
+        [o["data"] for o in desired_state.store_objects(d, NAMES) if o["kind"] == "ConfigMap"]
     ).replace('echo \\"requirepass $REDIS_PASSWORD\\"', "")
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_children_are_labelled_and_names_fit_dns(mode: str) -> None:
     d = detector({"redis": {"mode": mode}}, name=NAMES.instance)
-    for obj in stores.objects(d, NAMES):
+    for obj in desired_state.store_objects(d, NAMES):
         labels = obj["metadata"]["labels"]
         assert labels[naming.LABEL_INSTANCE] == NAMES.instance
         assert labels[naming.LABEL_MANAGED_BY] == naming.MANAGED_BY
@@ -90,13 +94,13 @@ def test_children_are_labelled_and_names_fit_dns(mode: str) -> None:
 # a label value limited to 63: StatefulSet names must stay within 52 characters.
 def test_statefulset_names_leave_room_for_revision_hash() -> None:
     d = detector({}, name=NAMES.instance)
-    for obj in stores.objects(d, NAMES):
+    for obj in desired_state.store_objects(d, NAMES):
         if obj["kind"] == "StatefulSet":
             assert len(obj["metadata"]["name"]) <= 52
 
 
 def test_secrets_created_only_for_managed_stores() -> None:
-    assert [s["metadata"]["name"] for s in stores.secrets(detector(), NAMES)] == [
+    assert [s["metadata"]["name"] for s in desired_state.store_secrets(detector(), NAMES)] == [
         NAMES.redis_secret,
         NAMES.postgres_secret,
     ]
@@ -109,11 +113,11 @@ def test_secrets_created_only_for_managed_stores() -> None:
             },
         }
     )
-    assert stores.secrets(external, NAMES) == []
+    assert desired_state.store_secrets(external, NAMES) == []
 
 
 def test_pvcs_retained_by_default_and_deleted_on_request() -> None:
-    sts = [o for o in stores.objects(detector(), NAMES) if o["kind"] == "StatefulSet"]
+    sts = [o for o in desired_state.store_objects(detector(), NAMES) if o["kind"] == "StatefulSet"]
     data_sets = [o for o in sts if o["spec"].get("volumeClaimTemplates")]
     assert len(data_sets) == 2  # redis data + postgres; sentinels keep no data
     for obj in data_sets:
@@ -121,7 +125,7 @@ def test_pvcs_retained_by_default_and_deleted_on_request() -> None:
     d = detector({"postgres": {"persistence": {"whenDeleted": "Delete"}}})
     pg = next(
         o
-        for o in stores.objects(d, NAMES)
+        for o in desired_state.store_objects(d, NAMES)
         if o["metadata"]["name"] == NAMES.postgres and o["kind"] == "StatefulSet"
     )
     assert pg["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
@@ -130,12 +134,12 @@ def test_pvcs_retained_by_default_and_deleted_on_request() -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_conditions_follow_observed_state(mode: str) -> None:
     d = detector({"redis": {"mode": mode}})
-    none = stores.conditions(d, NAMES, {})
+    none = conditions.stores(d, NAMES, {})
     assert [c["type"] for c in none] == ["RedisReady", "DatabaseReady", "PoolerReady"]
     if mode != "none":
         assert none[0]["status"] == "False"
         assert none[0]["reason"] == "NotFound"
-    ready = stores.conditions(d, NAMES, observed_ready(d, NAMES))
+    ready = conditions.stores(d, NAMES, observed_ready(d, NAMES))
     assert all(c["status"] == "True" for c in ready), ready
 
 
@@ -143,7 +147,7 @@ def test_partial_readiness_reports_numbers() -> None:
     d = detector()
     observed = observed_ready(d, NAMES)
     observed[("StatefulSet", NAMES.redis)] = {"status": {"readyReplicas": 1}}
-    redis_ready = stores.conditions(d, NAMES, observed)[0]
+    redis_ready = conditions.stores(d, NAMES, observed)[0]
     assert redis_ready["status"] == "False"
     assert redis_ready["reason"] == "Progressing"
     assert "1/3" in redis_ready["message"]
@@ -153,11 +157,11 @@ def test_cluster_waits_for_bootstrap_job() -> None:
     d = detector({"redis": {"mode": "cluster"}})
     observed = observed_ready(d, NAMES)
     observed[("Job", redis_builders.bootstrap_job_name(NAMES))] = {"status": {}}
-    assert stores.conditions(d, NAMES, observed)[0]["reason"] == "Bootstrapping"
+    assert conditions.stores(d, NAMES, observed)[0]["reason"] == "Bootstrapping"
 
 
 def test_default_budget_fits() -> None:
-    assert stores.budget_problems(detector()) == []
+    assert budget.budget_problems(detector()) == []
     assert budget.client_connections(detector()) == 20 * 4 * 5
 
 
@@ -173,7 +177,7 @@ def test_impossible_budget_reports_numbers() -> None:
             },
         }
     )
-    problems = stores.budget_problems(d)
+    problems = budget.budget_problems(d)
     assert len(problems) == 2
     assert "100 pods x 8 workers x pool 10 = 8000" in problems[0]
     assert "2000 per replica > max_client_conn 1000" in problems[0]

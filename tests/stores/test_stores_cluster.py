@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from pynomaly_operator import naming
-from pynomaly_operator.builders import stores
+from pynomaly_operator.builders import desired as desired_state
 from pynomaly_operator.specs.detector import AnomalyDetector
 from tests.operator.test_operator_cluster import (  # fixtures are used by name below
     Kube,
@@ -215,7 +215,7 @@ def test_store_pods_pass_restricted_pod_security(kube: Kube, mode: str) -> None:
         }
     )
     names = naming.Names(instance="psa", namespace=kube.namespace)
-    objects = stores.objects(d, names)
+    objects = desired_state.store_objects(d, names)
     applied = kube.run(
         "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(objects), check=False
     )

@@ -2,7 +2,7 @@
 
 Every process here is started the way the pods start it: the operator's renderer writes
 redis.conf / sentinel.conf (local port, directory and bind address substituted) and the
-operator's own start script (``configs.redis_conf``) appends the password and identity and
+operator's own start script (``builders.redis.conf``) appends the password and identity and
 execs ``redis-server``. The cluster is formed by the operator's bootstrap script. So these
 fixtures test the shipped text, not a test-only copy. Usable outside pytest (the demo).
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pynomaly_operator.configs import redis_conf
+from pynomaly_operator.builders.redis import conf as redis_conf
 from pynomaly_operator.specs.redis import (
     RedisCluster,
     RedisSentinel,

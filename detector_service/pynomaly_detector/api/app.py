@@ -1,9 +1,10 @@
 """The application factory and its lifespan (the composition root of a worker).
 
-``create_app(settings, ...)`` takes every collaborator explicitly; the lifespan opens the
-store and Redis, builds the data plane, and yields typed state that routes reach through
-``deps``. Warm-up and the declared model are loaded in the background (retried with
-backoff), so the worker answers /livez at once and /readyz turns true when they are loaded.
+``create_app(settings, ...)`` takes every collaborator explicitly; the lifespan opens Redis,
+builds the data plane (``dataplane.build``) with the store, the L2 cache and the
+invalidation publisher, and yields typed state that routes reach through ``deps``. Warm-up
+and the declared model are loaded in the background (retried with backoff by the data
+plane), so the worker answers /livez at once and /readyz turns true when they are loaded.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.middleware import Middleware
 
-from pynomaly_detector import logs, metrics
+from pynomaly_detector import dataplane, logs, metrics
 from pynomaly_detector.api import errors, middleware
-from pynomaly_detector.api.deps import Health
 from pynomaly_detector.api.fastpath import ScoringFastPath
 from pynomaly_detector.api.ratelimiting import RateLimiter
 from pynomaly_detector.api.routes import health, inference, models, scoring
@@ -43,7 +43,6 @@ class State(TypedDict):
 
     settings: Settings
     plane: DataPlane
-    health: Health
     limiter: RateLimiter | None
 
 
@@ -81,8 +80,21 @@ def create_app(
             if redis is not None
             else None
         )
-        plane = DataPlane(settings, store=store or build_store(settings), l2=l2)
-        state_health = Health()
+        invalidation = (
+            Invalidation(
+                redis,
+                channel=f"{settings.cache_redis_key_prefix}invalidate",
+                backoff_max=settings.redis_backoff_max_seconds,
+            )
+            if isinstance(redis, Redis)
+            else None
+        )
+        plane = dataplane.build(
+            settings,
+            store=store or build_store(settings),
+            l2=l2,
+            announce=invalidation.publish if invalidation is not None else None,
+        )
         limiter = (
             RateLimiter(
                 rate=settings.rate_limit_requests_per_second,
@@ -94,29 +106,19 @@ def create_app(
             else None
         )
         await plane.start()
-        invalidation = (
-            Invalidation(
-                redis,
-                channel=f"{settings.cache_redis_key_prefix}invalidate",
-                on_change=plane.changed_elsewhere,
-                backoff_max=settings.redis_backoff_max_seconds,
-            )
-            if isinstance(redis, Redis)
-            else None
-        )
-        if invalidation is not None:
-            plane.announce = invalidation.publish
         tasks = [
-            asyncio.create_task(_prepare(plane, state_health), name="prepare"),
+            asyncio.create_task(plane.prepare_until_done(), name="prepare"),
             asyncio.create_task(_sample_memory(), name="memory"),
         ]
         if invalidation is not None:
-            tasks.append(asyncio.create_task(invalidation.run(), name="invalidation"))
-        restore = _drain_on_sigterm(state_health, settings) if handle_signals else None
+            tasks.append(
+                asyncio.create_task(invalidation.run(plane.changed_elsewhere), name="invalidation")
+            )
+        restore = _drain_on_sigterm(plane, settings) if handle_signals else None
         try:
-            yield {"settings": settings, "plane": plane, "health": state_health, "limiter": limiter}
+            yield {"settings": settings, "plane": plane, "limiter": limiter}
         finally:
-            state_health.draining = True
+            plane.drain()
             if restore is not None:
                 restore()
             for task in tasks:
@@ -149,28 +151,13 @@ def create_app(
     return app
 
 
-async def _prepare(plane: DataPlane, state: Health) -> None:
-    delay = 0.5
-    while True:
-        try:
-            await plane.prepare()
-        except Exception as error:  # retried: the store may come up later
-            state.preparing_error = f"{type(error).__name__}: {error}"
-            log.warning("model preparation failed, retrying in %.1fs: %s", delay, error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-        else:
-            state.preparing_error = None
-            return
-
-
 async def _sample_memory() -> None:
     while True:
         metrics.sample_memory()
         await asyncio.sleep(10)
 
 
-def _drain_on_sigterm(state: Health, settings: Settings) -> Any:
+def _drain_on_sigterm(plane: DataPlane, settings: Settings) -> Any:
     """Wrap uvicorn's SIGTERM handler: fail readiness now, stop listening after the drain."""
     try:
         previous = signal.getsignal(signal.SIGTERM)
@@ -181,7 +168,7 @@ def _drain_on_sigterm(state: Health, settings: Settings) -> Any:
     loop = asyncio.get_running_loop()
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        state.draining = True
+        plane.drain()
         log.info(
             "SIGTERM: readiness fails now, shutting down in %ss", settings.shutdown_drain_seconds
         )

@@ -14,8 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from pynomaly_detector.dataplane import ModelNotFoundError
 from pynomaly_detector.detectors.errors import DetectorError
+from pynomaly_detector.registry.models import ModelNotFoundError
 from pynomaly_detector.registry.signing import ArtifactRejectedError
 from pynomaly_detector.registry.store import StoreUnavailableError
 from pynomaly_detector.scoring.rows import TooManyRowsError

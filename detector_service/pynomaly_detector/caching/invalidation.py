@@ -30,12 +30,10 @@ class Invalidation:
         client: Redis,
         *,
         channel: str,
-        on_change: Callable[[str], None],
         backoff_max: float = 10.0,
     ) -> None:
         self.client = client
         self.channel = channel
-        self.on_change = on_change
         self.backoff_max = backoff_max
         self.subscribed = asyncio.Event()
         self._errors = metrics.CACHE_ERRORS.labels("l3_invalidation")
@@ -48,8 +46,8 @@ class Invalidation:
             self._errors.inc()
             log.warning("could not publish invalidation of %s: %s", name, error)
 
-    async def run(self) -> None:
-        """Receive messages until cancelled, resubscribing after failures."""
+    async def run(self, on_change: Callable[[str], None]) -> None:
+        """Call ``on_change(name)`` per message until cancelled, resubscribing after failures."""
         delay = 0.5
         while True:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
@@ -61,7 +59,7 @@ class Invalidation:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
                         data = message["data"]
-                        self.on_change(data.decode() if isinstance(data, bytes) else str(data))
+                        on_change(data.decode() if isinstance(data, bytes) else str(data))
             except (RedisError, OSError) as error:
                 self.subscribed.clear()
                 self._errors.inc()

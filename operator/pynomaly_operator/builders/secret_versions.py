@@ -15,11 +15,10 @@ Only Deployments and StatefulSets are stamped: a Job's pod template is immutable
 from __future__ import annotations
 
 import copy
-import hashlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pynomaly_operator import naming
+from pynomaly_operator import naming, values
 
 STAMPED_KINDS = frozenset({"Deployment", "StatefulSet"})
 
@@ -63,7 +62,7 @@ def stamp(obj: Mapping[str, Any], uids: Mapping[str, str]) -> Mapping[str, Any]:
     out = copy.deepcopy(dict(obj))
     metadata = out["spec"]["template"].setdefault("metadata", {})
     annotations = metadata.setdefault("annotations", {})
-    annotations[naming.SECRETS_HASH_ANNOTATION] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    annotations[naming.SECRETS_HASH_ANNOTATION] = values.short_hash(text)
     return out
 
 

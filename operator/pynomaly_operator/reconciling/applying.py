@@ -44,9 +44,6 @@ class Writes:
     events: int = 0
     reads: int = 0
 
-    def total(self) -> int:
-        return self.applies + self.creates + self.deletes + self.status + self.events
-
 
 def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
     metadata = owner["metadata"]

@@ -9,17 +9,15 @@ server defaulted are ignored, and desired zero values match an absent live key b
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from pynomaly_operator import naming
+from pynomaly_operator import naming, values
 
 
 def spec_hash(desired: Mapping[str, Any]) -> str:
     """Hash of a desired manifest (stable across runs)."""
-    return hashlib.sha256(json.dumps(desired, sort_keys=True).encode()).hexdigest()[:16]
+    return values.short_hash(desired)
 
 
 def contains(live: Any, desired: Any) -> bool:

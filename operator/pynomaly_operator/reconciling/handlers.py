@@ -5,14 +5,17 @@ Triggers, all calling the same ``Reconciler.trigger``:
   ``on.event`` is used rather than on.create/update/resume because it keeps no state in
   the resource (no annotations, no finalizers: deletion is left to garbage collection);
 - every watch event of a labelled child (edited or deleted by hand -> restored at once);
-- a resync loop every ``RESYNC_SECONDS`` over all known resources (a missed event is
-  corrected within that interval; kopf timers would add a finalizer, so they are not used).
+- a resync loop every ``OperatorSettings.resync_seconds`` over all known resources (a missed
+  event is corrected within that interval; kopf timers would add a finalizer, so they are not used).
   The resync also re-checks, by name, that the generated Secrets exist (they are not watched:
   see ``observing.CHILD_KINDS``) and re-creates deleted ones.
 
 Observation reads kopf's in-memory indexes, so a reconcile at steady state writes nothing;
 its only requests are reads: one GET per generated Secret per resync, and one GET of a
 configured training ConfigMap.
+
+Process state (the settings, the reconciler, the resync task) lives in kopf's ``memo``,
+created by the startup handler: nothing is read from the environment at import time.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,23 +30,19 @@ import kopf
 import lightkube
 
 from pynomaly_operator import naming
+from pynomaly_operator import settings as _settings
 from pynomaly_operator.reconciling import applying, observing, reconciler
 
 logger = logging.getLogger(__name__)
 
-RESYNC_SECONDS = float(os.environ.get("PYNOMALY_OPERATOR_RESYNC_SECONDS", "15"))
 CHILD_LABELS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
 _CHILD_INDEX_PREFIX = "children_"
 
 
-class _Runtime:
-    """Process-wide state, created at startup (kopf handlers are module functions)."""
-
-    reconciler: reconciler.Reconciler | None = None
-    resync: asyncio.Task[None] | None = None
-
-
-_runtime = _Runtime()
+def _reconciler(memo: Any) -> reconciler.Reconciler | None:
+    """The process's reconciler (None until the startup handler has run)."""
+    found: reconciler.Reconciler | None = getattr(memo, "reconciler", None)
+    return found
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -90,25 +88,30 @@ class _Lookups:
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     configure(settings)
+    memo.settings = operator_settings = _settings.OperatorSettings()
     lookups = _Lookups(_indices(kwargs))
     client = lightkube.AsyncClient(field_manager=naming.FIELD_MANAGER)
-    _runtime.reconciler = reconciler.Reconciler(
+    memo.reconciler = reconciler.Reconciler(
         applying.Applier(client), body_of=lookups.body_of, children_of=lookups.children_of
     )
-    _runtime.resync = asyncio.create_task(_resync(lookups), name="pynomaly-resync")
+    memo.resync = asyncio.create_task(
+        _resync(lookups, memo.reconciler, operator_settings.resync_seconds),
+        name="pynomaly-resync",
+    )
 
 
 @kopf.on.cleanup()
-async def cleanup(**_: Any) -> None:
-    if _runtime.resync is not None:
-        _runtime.resync.cancel()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    resync: asyncio.Task[None] | None = getattr(memo, "resync", None)
+    if resync is not None:
+        resync.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await _runtime.resync
-    if _runtime.reconciler is not None:
-        writes = _runtime.reconciler.applier.writes
-        logger.info("API requests made by reconciles: %s", writes)
+            await resync
+    found = _reconciler(memo)
+    if found is not None:
+        logger.info("API requests made by reconciles: %s", found.applier.writes)
 
 
 def _indices(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -119,20 +122,17 @@ def _indices(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _resync(lookups: _Lookups) -> None:
+async def _resync(lookups: _Lookups, runner: reconciler.Reconciler, seconds: float) -> None:
     while True:
-        await asyncio.sleep(RESYNC_SECONDS)
-        if _runtime.reconciler is None:
-            continue
+        await asyncio.sleep(seconds)
         for key in lookups.detector_keys():
             try:
                 # Secrets are not watched: each resync re-checks that the generated ones exist.
-                _runtime.reconciler.forget_secrets(key)
-                await _runtime.reconciler.trigger(key)
+                runner.forget_secrets(key)
+                await runner.trigger(key)
             except Exception:  # one broken resource must not stop the others' resync
                 logger.exception("resync of %s/%s failed", *key)
-        writes = _runtime.reconciler.applier.writes
-        logger.debug("resync done; API requests so far: %s", writes)
+        logger.debug("resync done; API requests so far: %s", runner.applier.writes)
 
 
 @kopf.index(naming.GROUP, naming.VERSION, naming.PLURAL, id="detectors")
@@ -144,11 +144,12 @@ def detectors(
 
 @kopf.on.event(naming.GROUP, naming.VERSION, naming.PLURAL, id="detector-event")
 async def detector_event(
-    type: str | None, namespace: str | None, name: str | None, **_: Any
+    type: str | None, namespace: str | None, name: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
-    if type == "DELETED" or _runtime.reconciler is None:
+    runner = _reconciler(memo)
+    if type == "DELETED" or runner is None:
         return
-    await _runtime.reconciler.trigger((namespace or "", name or ""))
+    await runner.trigger((namespace or "", name or ""))
 
 
 def _register_child(kind: str, group: str, version: str, plural: str) -> None:
@@ -156,13 +157,14 @@ def _register_child(kind: str, group: str, version: str, plural: str) -> None:
         key = observing.child_key(body)
         return None if key is None else {key: observing.pack(body)}
 
-    async def event(body: kopf.Body, type: str | None, **_: Any) -> None:
+    async def event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
         key = observing.child_key(body)
-        if key is None or _runtime.reconciler is None:
+        runner = _reconciler(memo)
+        if key is None or runner is None:
             return
         if type == "DELETED":
-            _runtime.reconciler.forget_child(key, kind, str(body.get("metadata", {}).get("name")))
-        await _runtime.reconciler.trigger(key)
+            runner.forget_child(key, kind, str(body.get("metadata", {}).get("name")))
+        await runner.trigger(key)
 
     kopf.index(
         group=group,

@@ -34,6 +34,7 @@ CHILD_KINDS: dict[str, tuple[str, str, str]] = {
 }
 
 Key = tuple[str, str]  # (namespace, instance)
+Children = Mapping[tuple[str, str], Mapping[str, Any]]  # (kind, name) -> trimmed live body
 
 
 def trim(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -82,29 +83,34 @@ def child_key(body: Mapping[str, Any]) -> Key | None:
     return (str(metadata.get("namespace") or ""), str(instance))
 
 
+def children(bodies: Iterable[Mapping[str, Any]], *, owner_uid: str) -> Children:
+    """Live children of one resource by ``(kind, name)``: only those this very resource owns
+    (a same-named predecessor's leftovers awaiting garbage collection are not ours), and not
+    those being deleted."""
+    found: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for body in bodies:
+        metadata = body.get("metadata") or {}
+        owners = metadata.get("ownerReferences") or []
+        if owner_uid and owners and not any(o.get("uid") == owner_uid for o in owners):
+            continue
+        if metadata.get("deletionTimestamp"):
+            continue
+        found[(str(body.get("kind")), str(metadata.get("name")))] = body
+    return found
+
+
 @dataclasses.dataclass(frozen=True)
 class Observed:
-    """Live children of one resource, by ``(kind, name)``."""
+    """Everything one reconcile knows about the cluster, gathered before it decides anything.
 
-    children: Mapping[tuple[str, str], Mapping[str, Any]]
+    ``children``: live children by ``(kind, name)`` (from the indexes);
+    ``secret_uids``: generated Secret name -> UID, for those that exist;
+    ``training``: the training ConfigMap (None when absent or not configured).
+    """
 
-    @classmethod
-    def from_bodies(cls, bodies: Iterable[Mapping[str, Any]], *, owner_uid: str) -> Observed:
-        found: dict[tuple[str, str], Mapping[str, Any]] = {}
-        for body in bodies:
-            metadata = body.get("metadata") or {}
-            owners = metadata.get("ownerReferences") or []
-            # Only children this very resource owns (a same-named predecessor's leftovers
-            # awaiting garbage collection are not ours).
-            if owner_uid and owners and not any(o.get("uid") == owner_uid for o in owners):
-                continue
-            if metadata.get("deletionTimestamp"):
-                continue
-            found[(str(body.get("kind")), str(metadata.get("name")))] = body
-        return cls(children=found)
+    children: Children
+    secret_uids: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    training: Mapping[str, Any] | None = None
 
     def get(self, kind: str, name: str) -> Mapping[str, Any] | None:
         return self.children.get((kind, name))
-
-    def as_lookup(self) -> dict[tuple[str, str], Mapping[str, Any] | None]:
-        return dict(self.children)

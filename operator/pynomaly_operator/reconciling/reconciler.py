@@ -1,12 +1,19 @@
-"""The one reconcile: observe -> compute status -> apply what differs.
+"""The one reconcile, reading like a table of contents: observe -> status -> apply -> write.
+
+1. observe: the children from kopf's indexes, the generated Secrets' UIDs (remembered, or one
+   GET each after a resync) and the training ConfigMap, into one ``observing.Observed``;
+2. status: ``status.compute`` once, from that observation, before this run's writes;
+3. apply: create the generated Secrets that are missing, then server-side apply every
+   object of ``builders.desired`` whose spec hash or live fields differ, then delete the
+   children the spec no longer wants;
+4. write status: only when it differs from the stored one.
 
 Create, update, resume, the periodic resync and events on children all end up in
 ``Reconciler.reconcile``; runs for one resource are coalesced (a trigger arriving while a
 run is in progress causes exactly one more run, with the newest body).
 
-A spec that passes the schema but cannot work (unknown algorithm parameter, missing
-training ConfigMap, impossible connection budget) sets Degraded, posts one Event and
-leaves the existing workload untouched: nothing is applied until it is fixed.
+A spec that passes the schema but cannot work (``status.problems``) sets Degraded, posts one
+Event and leaves the existing workload untouched: nothing is applied until it is fixed.
 """
 
 from __future__ import annotations
@@ -14,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-import secrets as random_secrets
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -22,10 +28,12 @@ import httpx2  # lightkube's HTTP client: its transport errors are not OSErrors
 import pydantic
 from lightkube.core.exceptions import ApiError
 
-from pynomaly_operator import algorithms, naming, status
-from pynomaly_operator.builders import children, secret_versions, signing_key
-from pynomaly_operator.reconciling import applying, comparing, observing, storing
+from pynomaly_operator import naming, status
+from pynomaly_operator.builders import desired as desired_state
+from pynomaly_operator.reconciling import applying, comparing, observing
 from pynomaly_operator.specs import detector as specs
+from pynomaly_operator.status import conditions, problems
+from pynomaly_operator.values import as_int
 
 logger = logging.getLogger(__name__)
 
@@ -109,84 +117,56 @@ class Reconciler:
             return
         names = naming.Names(instance=detector.name, namespace=detector.namespace)
 
-        # observe
-        observed = observing.Observed.from_bodies(self.children_of(key), owner_uid=detector.uid)
-        problems = await self._problems(detector)
-
-        # compute status (from what was observed, before this run's writes)
+        observed = await self._observe(key, detector, names, memory)
+        found = problems.problems(detector, training=observed.training)
+        if not found and not detector.spec.paused:
+            try:
+                await self._apply(body, detector, names, observed, memory)
+            except ApiError as exc:
+                message = f"{exc.status.reason or ''}: {exc.status.message or exc}"
+                found = [{"reason": status.REASON_APPLY_FAILED, "message": message[:900]}]
         new = status.compute(
             detector,
             deployment=observed.get("Deployment", names.detector),
             hpa=observed.get("HorizontalPodAutoscaler", names.detector),
-            store_conditions=storing.conditions(detector, names, observed.as_lookup()),
-            problems=problems,
+            store_conditions=conditions.stores(detector, names, observed.children),
+            problems=found,
             previous=body.get("status"),
             now=now(),
         )
-
-        # apply what differs (nothing while the spec cannot work, or while paused)
-        if not problems and not detector.spec.paused:
-            try:
-                await self._apply_children(body, detector, names, observed, memory)
-            except ApiError as exc:
-                message = f"{exc.status.reason or ''}: {exc.status.message or exc}"
-                problems = [{"reason": status.REASON_APPLY_FAILED, "message": message[:900]}]
-                new = status.compute(
-                    detector,
-                    deployment=observed.get("Deployment", names.detector),
-                    hpa=observed.get("HorizontalPodAutoscaler", names.detector),
-                    store_conditions=storing.conditions(detector, names, observed.as_lookup()),
-                    problems=problems,
-                    previous=body.get("status"),
-                    now=now(),
-                )
         await self._write_status(body, memory, new)
-        if problems:
-            await self._announce(body, memory, problems[0]["reason"], problems[0]["message"])
+        if found:
+            await self._announce(body, memory, found[0]["reason"], found[0]["message"])
         else:
             memory.degraded_reason = None
 
-    async def _problems(self, detector: specs.AnomalyDetector) -> list[status.Problem]:
-        problems: list[status.Problem] = []
-        model = detector.spec.model
-        unknown = algorithms.unknown_parameters(model.algorithm, model.parameters)
-        if unknown:
-            known = ", ".join(sorted(algorithms.PARAMETERS[model.algorithm]))
-            problems.append(
-                {
-                    "reason": status.REASON_INVALID_PARAMETERS,
-                    "message": f"spec.model.parameters: {model.algorithm} does not accept "
-                    f"{', '.join(unknown)} (accepted: {known})",
-                }
-            )
-        ref = model.training.config_map_ref
+    async def _observe(
+        self,
+        key: observing.Key,
+        detector: specs.AnomalyDetector,
+        names: naming.Names,
+        memory: _Memory,
+    ) -> observing.Observed:
+        """Children from the indexes; generated Secrets by name (not watched: see
+        ``observing.CHILD_KINDS``), one GET each the first time and after every resync
+        (``forget_secrets``), trusting the remembered UIDs in between; the training
+        ConfigMap by one GET when one is configured."""
+        children = observing.children(self.children_of(key), owner_uid=detector.uid)
+        for secret in desired_state.secrets(detector, names):
+            name = secret["metadata"]["name"]
+            if name not in memory.secrets:
+                uid = await self.applier.uid("v1", "Secret", name, detector.namespace)
+                if uid:
+                    memory.secrets[name] = uid
+        training = None
+        ref = detector.spec.model.training.config_map_ref
         if ref is not None:
-            found = await self.applier.get("v1", "ConfigMap", ref.name, detector.namespace)
-            if found is None:
-                problems.append(
-                    {
-                        "reason": status.REASON_TRAINING_MISSING,
-                        "message": f"spec.model.training.configMapRef: ConfigMap {ref.name} "
-                        "not found",
-                    }
-                )
-            elif ref.key not in (found.get("data") or {}) and ref.key not in (
-                found.get("binaryData") or {}
-            ):
-                problems.append(
-                    {
-                        "reason": status.REASON_TRAINING_MISSING,
-                        "message": f"spec.model.training.configMapRef: ConfigMap {ref.name} "
-                        f"has no key {ref.key}",
-                    }
-                )
-        problems.extend(
-            {"reason": status.REASON_BUDGET, "message": text}
-            for text in storing.budget_problems(detector)
+            training = await self.applier.get("v1", "ConfigMap", ref.name, detector.namespace)
+        return observing.Observed(
+            children=children, secret_uids=dict(memory.secrets), training=training
         )
-        return problems
 
-    async def _apply_children(
+    async def _apply(
         self,
         body: Mapping[str, Any],
         detector: specs.AnomalyDetector,
@@ -195,36 +175,28 @@ class Reconciler:
         memory: _Memory,
     ) -> None:
         # Generated Secrets: created when absent, never regenerated or updated (a new password
-        # would lock running pods out of their data). Secrets are not watched (see
-        # observing.CHILD_KINDS), so a deletion by hand is only noticed by looking: one GET per
-        # Secret the first time and after every resync (``forget_secrets``), never a write
-        # while it exists. Event-driven reconciles in between trust the remembered UIDs.
-        # The pod templates that read a Secret carry its UID (``secret_versions``): one
-        # re-created by hand has a new UID and value, and rolls exactly its readers.
-        generated = [
-            signing_key.secret(names, key=random_secrets.token_urlsafe(48)),
-            *storing.secrets(detector, names),
-        ]
-        for secret in generated:
+        # would lock running pods out of their data). The pod templates that read a Secret
+        # carry its UID (``secret_versions``): one re-created by hand has a new UID and value,
+        # and rolls exactly its readers.
+        # The UIDs come from this run's observation, not from the memory a resync may clear
+        # meanwhile, so the stamps never lose a Secret halfway through a run.
+        uids = dict(observed.secret_uids)
+        plan = desired_state.desired(detector, names, uids)
+        for secret in plan.secrets:
             name = secret["metadata"]["name"]
-            if name in memory.secrets:
+            if name in uids:
                 continue
-            uid = await self.applier.uid("v1", "Secret", name, detector.namespace)
-            if uid is None:
-                uid = await self.applier.create_if_absent(applying.prepare(secret, body))
+            uid = await self.applier.create_if_absent(applying.prepare(secret, body))
             if uid is None:  # created by someone else since our GET
                 uid = await self.applier.uid("v1", "Secret", name, detector.namespace)
             if uid:
-                memory.secrets[name] = uid
+                memory.secrets[name] = uids[name] = uid
+        if uids != observed.secret_uids:
+            plan = desired_state.desired(detector, names, uids)
 
-        desired = [
-            *children.before_stores(detector, names),
-            *storing.objects(detector, names),
-            *children.after_stores(detector, names, store_env=storing.service_env(detector, names)),
-        ]
         wanted: set[tuple[str, str]] = set()
-        for obj in desired:
-            prepared = applying.prepare(secret_versions.stamp(obj, memory.secrets), body)
+        for obj in plan.objects:
+            prepared = applying.prepare(obj, body)
             ident = (str(prepared["kind"]), str(prepared["metadata"]["name"]))
             wanted.add(ident)
             live = observed.get(*ident)
@@ -235,10 +207,10 @@ class Reconciler:
                 continue
             if _stops_applying_replicas(live, prepared):
                 # Autoscaling was switched on: keep today's count while the HPA takes over.
-                replicas = _int(((live or {}).get("spec") or {}).get("replicas"))
+                replicas = as_int(((live or {}).get("spec") or {}).get("replicas"))
                 await self.applier.hand_over_replicas(prepared, replicas)
             version = await self.applier.apply(prepared)
-            memory.applied[ident] = (digest, _int(version))
+            memory.applied[ident] = (digest, as_int(version))
             scaling = detector.spec.autoscaling
             if live is None and ident == ("Deployment", names.detector) and scaling.enabled:
                 # A new Deployment starts at 1 replica; start it at the HPA's floor instead
@@ -271,14 +243,14 @@ class Reconciler:
         current = body.get("status") or {}
         if _same_status(current, new):
             return
-        version = _int((body.get("metadata") or {}).get("resourceVersion"))
+        version = as_int((body.get("metadata") or {}).get("resourceVersion"))
         if (
             memory.status is not None
             and _same_status(memory.status, new)
             and version < memory.status_rv
         ):
             return  # written by this process; the watch has not delivered it yet
-        memory.status_rv = _int(await self.applier.write_status(body, new))
+        memory.status_rv = as_int(await self.applier.write_status(body, new))
         memory.status = new
 
     async def _announce(
@@ -298,13 +270,6 @@ class Reconciler:
         await self.applier.event(body, type_="Warning", reason=reason, message=message)
 
 
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
 def _lagging(live: Mapping[str, Any] | None, applied: tuple[str, int] | None, digest: str) -> bool:
     """Whether the index has not caught up with this process's own last apply of ``digest``.
 
@@ -315,7 +280,7 @@ def _lagging(live: Mapping[str, Any] | None, applied: tuple[str, int] | None, di
         return False
     if live is None:
         return True
-    return _int((live.get("metadata") or {}).get("resourceVersion")) < applied[1]
+    return as_int((live.get("metadata") or {}).get("resourceVersion")) < applied[1]
 
 
 def _stops_applying_replicas(live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
@@ -324,7 +289,7 @@ def _stops_applying_replicas(live: Mapping[str, Any] | None, desired: Mapping[st
         desired.get("kind") in ("Deployment", "StatefulSet")
         and "replicas" not in (desired.get("spec") or {})
         and comparing.applies(live, naming.FIELD_MANAGER, ("spec", "replicas"))
-        and _int(((live or {}).get("spec") or {}).get("replicas")) > 0
+        and as_int(((live or {}).get("spec") or {}).get("replicas")) > 0
     )
 
 

@@ -34,10 +34,6 @@ Algorithm = Literal[
     "EllipticEnvelope",
 ]
 
-Quantity = Annotated[
-    str,
-    pydantic.Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$", max_length=32),
-]
 DEFAULT_IMAGE = "pynomaly/detector:0.1.0"
 
 
@@ -105,13 +101,13 @@ class ModelSpec(base.SpecModel):
 
 
 class ResourceList(base.SpecModel):
-    cpu: Quantity = _field("750m", "CPU quantity.")
-    memory: Quantity = _field("2Gi", "Memory quantity.")
+    cpu: base.Quantity = _field("750m", "CPU quantity.")
+    memory: base.Quantity = _field("2Gi", "Memory quantity.")
 
 
 class LimitList(base.SpecModel):
-    cpu: Quantity = _field("2", "CPU quantity.")
-    memory: Quantity = _field("6Gi", "Memory quantity.")
+    cpu: base.Quantity = _field("2", "CPU quantity.")
+    memory: base.Quantity = _field("6Gi", "Memory quantity.")
 
 
 class ResourcesSpec(base.SpecModel):

@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field
 from pynomaly_operator.specs import base
 
 RedisMode = Literal["sentinel", "cluster", "standalone", "external", "none"]
+MANAGED_MODES = frozenset({"sentinel", "cluster", "standalone"})  # the operator runs the pods
 MaxmemoryPolicy = Literal[
     "noeviction",
     "allkeys-lru",
@@ -30,8 +31,6 @@ RetentionPolicy = Literal["Retain", "Delete"]
 
 # Redis memory sizes as redis.conf accepts them: a number with an optional unit.
 _MEMORY_PATTERN = r"^[0-9]+(b|k|kb|m|mb|g|gb|K|KB|M|MB|G|GB)?$"
-# Kubernetes quantities for PVC sizes.
-_QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
 
 
 # The store models share the root spec's base: camelCase on the wire, frozen, no NaN.
@@ -53,9 +52,8 @@ class Persistence(StoreModel):
         description="Keep data on a PersistentVolumeClaim; false uses an emptyDir (data is lost "
         "when the pod goes away).",
     )
-    size: str = Field(
+    size: base.Quantity = Field(
         default="8Gi",
-        pattern=_QUANTITY_PATTERN,
         description="Requested size of each data volume (a Kubernetes quantity).",
     )
     storage_class_name: str | None = Field(
@@ -311,3 +309,8 @@ class RedisSpec(StoreModel):
     external: RedisExternal | None = Field(
         default=None, description="The external Redis (mode external only)."
     )
+
+    @property
+    def managed(self) -> bool:
+        """Whether the operator runs the Redis pods (sentinel, cluster or standalone)."""
+        return self.mode in MANAGED_MODES

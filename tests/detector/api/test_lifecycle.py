@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pynomaly_detector import dataplane
 from pynomaly_detector.api.app import create_app
-from pynomaly_detector.dataplane import DataPlane
 from pynomaly_detector.registry.postgres import PostgresStore
 from tests.detector.conftest import ready, service, serving, settings_for, training_rows, wait_until
 from tests.support.postgres_servers import PostgresStack
@@ -135,7 +135,7 @@ async def test_declared_model_fitted_once_across_replicas(
         model_training_path=str(csv),
     )
     planes = [
-        DataPlane(
+        dataplane.build(
             settings, store=PostgresStore(settings.database_url, password=postgres_stack.password)
         )
         for _ in range(3)

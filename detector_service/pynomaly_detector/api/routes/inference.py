@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from starlette.responses import Response
 
 from pynomaly_detector.api.bodies import json_response
-from pynomaly_detector.api.deps import AppHealth, Plane
+from pynomaly_detector.api.deps import Plane
 from pynomaly_detector.api.errors import error_response
-from pynomaly_detector.dataplane import DataPlane
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 
@@ -48,12 +45,8 @@ async def live() -> Response:
 
 
 @router.get("/health/ready")
-async def ready(plane: Plane, health: AppHealth) -> Response:
+async def ready(plane: Plane) -> Response:
     """Same verdict as /readyz."""
-    ok = is_ready(plane, health)
-    return json_response({"ready": ok}) if ok else error_response(503, "not_ready", "see /readyz")
-
-
-def is_ready(plane: DataPlane, health: Any) -> bool:
-    """Ready = not draining, declared model loaded, warm-up done."""
-    return not health.draining and plane.declared_ready and plane.warm
+    if plane.ready():
+        return json_response({"ready": True})
+    return error_response(503, "not_ready", "see /readyz")

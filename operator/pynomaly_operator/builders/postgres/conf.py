@@ -9,9 +9,9 @@ takes the application role's password from env too.
 
 from __future__ import annotations
 
+from pynomaly_operator.builders import pods
 from pynomaly_operator.specs.postgres import PostgresSpec
 
-POSTGRES_PORT = 5432
 CONFIG_KEY = "postgresql.conf"
 HBA_KEY = "pg_hba.conf"
 INIT_SCRIPT_KEY = "10-create-app-database.sh"
@@ -33,7 +33,7 @@ def _value(value: object) -> str:
 def postgresql_conf(
     spec: PostgresSpec,
     *,
-    port: int = POSTGRES_PORT,
+    port: int = pods.POSTGRES_PORT,
     listen_addresses: str = "*",
     unix_socket_directories: str = "/var/run/postgresql",
 ) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pynomaly_operator import naming
-from pynomaly_operator.builders import configmap
+from pynomaly_operator.builders import pods
 from pynomaly_operator.specs import detector as specs
 
 
@@ -22,13 +22,13 @@ def service(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, A
             "ports": [
                 {
                     "name": "http",
-                    "port": configmap.HTTP_PORT,
+                    "port": pods.HTTP_PORT,
                     "targetPort": "http",
                     "protocol": "TCP",
                 },
                 {
                     "name": "metrics",
-                    "port": configmap.METRICS_PORT,
+                    "port": pods.METRICS_PORT,
                     "targetPort": "metrics",
                     "protocol": "TCP",
                 },

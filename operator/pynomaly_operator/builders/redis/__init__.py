@@ -11,27 +11,29 @@ Topologies:
 - external / none: nothing.
 Every mode adds NetworkPolicies: data pods and sentinels accept only the detector pods, each
 other and the bootstrap Job. Pods run with the restricted Pod Security profile (uid
-``security.UID``, read-only root, emptyDirs for the config copy and /tmp).
-All config text comes from ``configs.redis_conf``; passwords only from the Secret.
+``pods.UID``, read-only root, emptyDirs for the config copy and /tmp).
+All config text comes from ``builders.redis.conf``; the password only from the generated
+Secret ``secret()`` (created when absent, never rewritten: see ``builders.desired``).
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
-from pynomaly_operator import naming
-from pynomaly_operator.builders import _common
-from pynomaly_operator.builders import secrets as secret_builders
-from pynomaly_operator.configs import redis_conf
+from pynomaly_operator import naming, values
+from pynomaly_operator.builders import pods
+from pynomaly_operator.builders.redis import conf
 from pynomaly_operator.specs import detector as specs
 from pynomaly_operator.specs import redis as redis_specs
 
 CONFIG_DIR = "/etc/redis"
 RUN_DIR = "/etc/redis-run"
 COMPONENT_BOOTSTRAP = "redis-bootstrap"
+PASSWORD_KEY = "password"  # noqa: S105 - the key name in the Secret, not a secret
 
 
-# --- names and addresses (also used by builders.stores for the service env) -------------
+# --- names and addresses (also used for the detector's env) ---------------------------
 
 
 def headless_name(names: naming.Names) -> str:
@@ -66,13 +68,13 @@ def sentinel_host(names: naming.Names, ordinal: int) -> str:
 
 def sentinel_addresses(detector: specs.AnomalyDetector, names: naming.Names) -> list[str]:
     return [
-        f"{sentinel_host(names, i)}:{redis_conf.SENTINEL_PORT}"
+        f"{sentinel_host(names, i)}:{pods.SENTINEL_PORT}"
         for i in range(detector.spec.redis.sentinel.sentinels)
     ]
 
 
 def node_addresses(detector: specs.AnomalyDetector, names: naming.Names) -> list[str]:
-    return [f"{pod_host(names, i)}:{redis_conf.REDIS_PORT}" for i in range(data_replicas(detector))]
+    return [f"{pod_host(names, i)}:{pods.REDIS_PORT}" for i in range(data_replicas(detector))]
 
 
 def client_host(names: naming.Names) -> str:
@@ -85,18 +87,18 @@ def client_host(names: naming.Names) -> str:
 def config_data(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, str]:
     """Files of the Redis ConfigMap for the mode (no secrets)."""
     spec = detector.spec.redis
-    data = {redis_conf.CONFIG_KEY: redis_conf.redis_conf(spec)}
+    data = {conf.CONFIG_KEY: conf.redis_conf(spec)}
     if spec.mode == "sentinel":
-        data[redis_conf.SENTINEL_CONFIG_KEY] = redis_conf.sentinel_conf(
+        data[conf.SENTINEL_CONFIG_KEY] = conf.sentinel_conf(
             spec, master_host=pod_host(names, 0), data_dir=RUN_DIR
         )
-        data[redis_conf.START_SCRIPT_KEY] = redis_conf.REDIS_START_SCRIPT
-        data[redis_conf.SENTINEL_START_SCRIPT_KEY] = redis_conf.SENTINEL_START_SCRIPT
+        data[conf.START_SCRIPT_KEY] = conf.REDIS_START_SCRIPT
+        data[conf.SENTINEL_START_SCRIPT_KEY] = conf.SENTINEL_START_SCRIPT
     elif spec.mode == "cluster":
-        data[redis_conf.CLUSTER_START_SCRIPT_KEY] = redis_conf.CLUSTER_START_SCRIPT
-        data[redis_conf.CLUSTER_BOOTSTRAP_KEY] = redis_conf.CLUSTER_BOOTSTRAP_SCRIPT
+        data[conf.CLUSTER_START_SCRIPT_KEY] = conf.CLUSTER_START_SCRIPT
+        data[conf.CLUSTER_BOOTSTRAP_KEY] = conf.CLUSTER_BOOTSTRAP_SCRIPT
     else:
-        data[redis_conf.START_SCRIPT_KEY] = redis_conf.REDIS_START_SCRIPT
+        data[conf.START_SCRIPT_KEY] = conf.REDIS_START_SCRIPT
     return data
 
 
@@ -113,17 +115,17 @@ def config_map(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str
 
 
 def _password_env(names: naming.Names) -> list[dict[str, Any]]:
-    key = secret_builders.REDIS_PASSWORD_KEY
+    key = PASSWORD_KEY
     return [
-        _common.secret_env("REDIS_PASSWORD", names.redis_secret, key),
+        pods.secret_env("REDIS_PASSWORD", names.redis_secret, key),
         # redis-cli (probes, scripts) reads REDISCLI_AUTH: the password never hits argv.
-        _common.secret_env("REDISCLI_AUTH", names.redis_secret, key),
+        pods.secret_env("REDISCLI_AUTH", names.redis_secret, key),
     ]
 
 
 def _volumes(names: naming.Names) -> list[dict[str, Any]]:
     """The config, its writable copy (in memory: it holds the password) and /tmp."""
-    tmp_volumes, _ = _common.scratch_volumes(tmp="/tmp")  # noqa: S108 - read-only root's scratch
+    tmp_volumes, _ = pods.scratch_volumes(tmp="/tmp")  # noqa: S108 - read-only root's scratch
     return [
         {"name": "config", "configMap": {"name": config_name(names), "defaultMode": 0o555}},
         {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
@@ -132,7 +134,7 @@ def _volumes(names: naming.Names) -> list[dict[str, Any]]:
 
 
 def _mounts() -> list[dict[str, Any]]:
-    _, tmp_mounts = _common.scratch_volumes(tmp="/tmp")  # noqa: S108 - read-only root's scratch
+    _, tmp_mounts = pods.scratch_volumes(tmp="/tmp")  # noqa: S108 - read-only root's scratch
     return [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "run", "mountPath": RUN_DIR},
@@ -142,32 +144,32 @@ def _mounts() -> list[dict[str, Any]]:
 
 def _data_container(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     spec = detector.spec.redis
-    port = redis_conf.REDIS_PORT
+    port = pods.REDIS_PORT
     announce = f"$(POD_NAME).{headless_name(names)}.{names.namespace}.svc"
     env = [
-        _common.field_env("POD_NAME", "metadata.name"),
+        pods.field_env("POD_NAME", "metadata.name"),
         *_password_env(names),
-        _common.env("CONF_SRC", f"{CONFIG_DIR}/{redis_conf.CONFIG_KEY}"),
-        _common.env("CONF_DST", f"{RUN_DIR}/{redis_conf.CONFIG_KEY}"),
-        _common.env("REDIS_PORT", str(port)),
-        _common.env("ANNOUNCE_HOST", announce),
+        pods.env("CONF_SRC", f"{CONFIG_DIR}/{conf.CONFIG_KEY}"),
+        pods.env("CONF_DST", f"{RUN_DIR}/{conf.CONFIG_KEY}"),
+        pods.env("REDIS_PORT", str(port)),
+        pods.env("ANNOUNCE_HOST", announce),
     ]
     ports = [{"name": "redis", "containerPort": port}]
     if spec.mode == "cluster":
-        script = redis_conf.CLUSTER_START_SCRIPT_KEY
+        script = conf.CLUSTER_START_SCRIPT_KEY
         env += [
-            _common.field_env("POD_IP", "status.podIP"),
-            _common.env("NODES_CONF", f"{redis_conf.DATA_DIR}/nodes.conf"),
+            pods.field_env("POD_IP", "status.podIP"),
+            pods.env("NODES_CONF", f"{conf.DATA_DIR}/nodes.conf"),
         ]
         ports.append({"name": "cluster-bus", "containerPort": port + 10000})
     else:
-        script = redis_conf.START_SCRIPT_KEY
+        script = conf.START_SCRIPT_KEY
         sentinels = sentinel_addresses(detector, names) if spec.mode == "sentinel" else []
         env += [
-            _common.env("INITIAL_MASTER_HOST", pod_host(names, 0)),
-            _common.env("INITIAL_MASTER_PORT", str(port)),
-            _common.env("SENTINELS", " ".join(sentinels)),
-            _common.env("MASTER_NAME", spec.sentinel.master_name),
+            pods.env("INITIAL_MASTER_HOST", pod_host(names, 0)),
+            pods.env("INITIAL_MASTER_PORT", str(port)),
+            pods.env("SENTINELS", " ".join(sentinels)),
+            pods.env("MASTER_NAME", spec.sentinel.master_name),
         ]
     ping = f"redis-cli -p {port} ping | grep -q PONG"
     return {
@@ -176,13 +178,13 @@ def _data_container(detector: specs.AnomalyDetector, names: naming.Names) -> dic
         "command": ["sh", f"{CONFIG_DIR}/{script}"],
         "env": env,
         "ports": ports,
-        "resources": _common.resources(spec.resources, redis_specs.default_redis_resources()),
-        "readinessProbe": _common.exec_probe(ping, period=5),
+        "resources": pods.resources(spec.resources, redis_specs.default_redis_resources()),
+        "readinessProbe": pods.exec_probe(ping, period=5),
         "livenessProbe": {
-            **_common.exec_probe(ping, period=10, failures=6),
+            **pods.exec_probe(ping, period=10, failures=6),
             "initialDelaySeconds": 15,
         },
-        "volumeMounts": [*_mounts(), {"name": "data", "mountPath": redis_conf.DATA_DIR}],
+        "volumeMounts": [*_mounts(), {"name": "data", "mountPath": conf.DATA_DIR}],
     }
 
 
@@ -191,7 +193,7 @@ def stateful_set(detector: specs.AnomalyDetector, names: naming.Names) -> dict[s
     spec = detector.spec.redis
     labels = names.labels(naming.COMPONENT_REDIS)
     selector = names.selector(naming.COMPONENT_REDIS)
-    config_hash = _common.data_hash(config_data(detector, names))
+    config_hash = values.short_hash(config_data(detector, names))
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -203,20 +205,20 @@ def stateful_set(detector: specs.AnomalyDetector, names: naming.Names) -> dict[s
             # pod 0 first (OrderedReady).
             "podManagementPolicy": "Parallel" if spec.mode == "cluster" else "OrderedReady",
             "selector": {"matchLabels": selector},
-            "persistentVolumeClaimRetentionPolicy": _common.retention_policy(spec.persistence),
+            "persistentVolumeClaimRetentionPolicy": pods.retention_policy(spec.persistence),
             "template": {
                 "metadata": {
                     "labels": labels,
                     "annotations": {naming.CONFIG_HASH_ANNOTATION: config_hash},
                 },
-                "spec": _common.restricted_pod_spec(
+                "spec": pods.restricted_pod_spec(
                     containers=[_data_container(detector, names)],
                     claims=spec.persistence.enabled,
                     terminationGracePeriodSeconds=30,
-                    volumes=[*_volumes(names), *_common.data_volumes(spec.persistence)],
+                    volumes=[*_volumes(names), *pods.data_volumes(spec.persistence)],
                 ),
             },
-            "volumeClaimTemplates": _common.volume_claim_templates(spec.persistence, labels),
+            "volumeClaimTemplates": pods.volume_claim_templates(spec.persistence, labels),
         },
     }
 
@@ -226,29 +228,29 @@ def sentinel_stateful_set(detector: specs.AnomalyDetector, names: naming.Names) 
     spec = detector.spec.redis
     labels = names.labels(naming.COMPONENT_SENTINEL)
     selector = names.selector(naming.COMPONENT_SENTINEL)
-    port = redis_conf.SENTINEL_PORT
+    port = pods.SENTINEL_PORT
     announce = f"$(POD_NAME).{names.redis_sentinel}.{names.namespace}.svc"
     ping = f"redis-cli -p {port} ping | grep -q PONG"
     container = {
         "name": "sentinel",
         "image": spec.image,
-        "command": ["sh", f"{CONFIG_DIR}/{redis_conf.SENTINEL_START_SCRIPT_KEY}"],
+        "command": ["sh", f"{CONFIG_DIR}/{conf.SENTINEL_START_SCRIPT_KEY}"],
         "env": [
-            _common.field_env("POD_NAME", "metadata.name"),
+            pods.field_env("POD_NAME", "metadata.name"),
             *_password_env(names),
-            _common.env("CONF_SRC", f"{CONFIG_DIR}/{redis_conf.SENTINEL_CONFIG_KEY}"),
-            _common.env("CONF_DST", f"{RUN_DIR}/{redis_conf.SENTINEL_CONFIG_KEY}"),
-            _common.env("MASTER_NAME", spec.sentinel.master_name),
-            _common.env("ANNOUNCE_HOST", announce),
-            _common.env("SENTINELS", " ".join(sentinel_addresses(detector, names))),
+            pods.env("CONF_SRC", f"{CONFIG_DIR}/{conf.SENTINEL_CONFIG_KEY}"),
+            pods.env("CONF_DST", f"{RUN_DIR}/{conf.SENTINEL_CONFIG_KEY}"),
+            pods.env("MASTER_NAME", spec.sentinel.master_name),
+            pods.env("ANNOUNCE_HOST", announce),
+            pods.env("SENTINELS", " ".join(sentinel_addresses(detector, names))),
         ],
         "ports": [{"name": "sentinel", "containerPort": port}],
-        "resources": _common.resources(
+        "resources": pods.resources(
             spec.sentinel.resources, redis_specs.default_sentinel_resources()
         ),
-        "readinessProbe": _common.exec_probe(ping, period=5),
+        "readinessProbe": pods.exec_probe(ping, period=5),
         "livenessProbe": {
-            **_common.exec_probe(ping, period=10, failures=6),
+            **pods.exec_probe(ping, period=10, failures=6),
             "initialDelaySeconds": 15,
         },
         "volumeMounts": _mounts(),
@@ -266,14 +268,12 @@ def sentinel_stateful_set(detector: specs.AnomalyDetector, names: naming.Names) 
                 "metadata": {
                     "labels": labels,
                     "annotations": {
-                        naming.CONFIG_HASH_ANNOTATION: _common.data_hash(
+                        naming.CONFIG_HASH_ANNOTATION: values.short_hash(
                             config_data(detector, names)
                         )
                     },
                 },
-                "spec": _common.restricted_pod_spec(
-                    containers=[container], volumes=_volumes(names)
-                ),
+                "spec": pods.restricted_pod_spec(containers=[container], volumes=_volumes(names)),
             },
         },
     }
@@ -284,8 +284,8 @@ def sentinel_stateful_set(detector: specs.AnomalyDetector, names: naming.Names) 
 
 def headless_service(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     del detector
-    ports = [{"name": "redis", "port": redis_conf.REDIS_PORT, "targetPort": "redis"}]
-    return _common.headless_service(
+    ports = [{"name": "redis", "port": pods.REDIS_PORT, "targetPort": "redis"}]
+    return pods.headless_service(
         name=headless_name(names),
         labels=names.labels(naming.COMPONENT_REDIS),
         selector=names.selector(naming.COMPONENT_REDIS),
@@ -296,22 +296,19 @@ def headless_service(detector: specs.AnomalyDetector, names: naming.Names) -> di
 def service(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     """Client Service of a standalone Redis."""
     del detector
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": names.redis, "labels": names.labels(naming.COMPONENT_REDIS)},
-        "spec": {
-            "selector": names.selector(naming.COMPONENT_REDIS),
-            "ports": [{"name": "redis", "port": redis_conf.REDIS_PORT, "targetPort": "redis"}],
-        },
-    }
+    return pods.service(
+        name=names.redis,
+        labels=names.labels(naming.COMPONENT_REDIS),
+        selector=names.selector(naming.COMPONENT_REDIS),
+        ports=[{"name": "redis", "port": pods.REDIS_PORT, "targetPort": "redis"}],
+    )
 
 
 def sentinel_service(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     """Headless: per-sentinel DNS names for clients and for sentinels finding each other."""
     del detector
-    ports = [{"name": "sentinel", "port": redis_conf.SENTINEL_PORT, "targetPort": "sentinel"}]
-    return _common.headless_service(
+    ports = [{"name": "sentinel", "port": pods.SENTINEL_PORT, "targetPort": "sentinel"}]
+    return pods.headless_service(
         name=names.redis_sentinel,
         labels=names.labels(naming.COMPONENT_SENTINEL),
         selector=names.selector(naming.COMPONENT_SENTINEL),
@@ -322,7 +319,7 @@ def sentinel_service(detector: specs.AnomalyDetector, names: naming.Names) -> di
 def pod_disruption_budget(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     """One data pod at a time may be evicted (a replica, or the master with a failover)."""
     del detector
-    return _common.pdb(
+    return pods.pdb(
         name=names.redis,
         labels=names.labels(naming.COMPONENT_REDIS),
         selector=names.selector(naming.COMPONENT_REDIS),
@@ -334,7 +331,7 @@ def sentinel_pod_disruption_budget(
     detector: specs.AnomalyDetector, names: naming.Names
 ) -> dict[str, Any]:
     """Keep a quorum of sentinels: otherwise a master failure during a drain is fatal."""
-    return _common.pdb(
+    return pods.pdb(
         name=names.redis_sentinel,
         labels=names.labels(naming.COMPONENT_SENTINEL),
         selector=names.selector(naming.COMPONENT_SENTINEL),
@@ -346,7 +343,7 @@ def cluster_bootstrap_job(detector: specs.AnomalyDetector, names: naming.Names) 
     """Forms the cluster once; re-running it is a no-op (the script checks cluster info)."""
     spec = detector.spec.redis
     labels = names.labels(naming.COMPONENT_REDIS)
-    tmp_volumes, tmp_mounts = _common.scratch_volumes(tmp="/tmp")  # noqa: S108 - scratch
+    tmp_volumes, tmp_mounts = pods.scratch_volumes(tmp="/tmp")  # noqa: S108 - scratch
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -355,28 +352,26 @@ def cluster_bootstrap_job(detector: specs.AnomalyDetector, names: naming.Names) 
             "backoffLimit": 20,
             "template": {
                 "metadata": {"labels": names.labels(COMPONENT_BOOTSTRAP)},
-                "spec": _common.restricted_pod_spec(
+                "spec": pods.restricted_pod_spec(
                     restartPolicy="OnFailure",
                     containers=[
                         {
                             "name": "bootstrap",
                             "image": spec.image,
-                            "command": ["sh", f"{CONFIG_DIR}/{redis_conf.CLUSTER_BOOTSTRAP_KEY}"],
+                            "command": ["sh", f"{CONFIG_DIR}/{conf.CLUSTER_BOOTSTRAP_KEY}"],
                             "env": [
-                                _common.secret_env(
+                                pods.secret_env(
                                     "REDIS_PASSWORD",
                                     names.redis_secret,
-                                    secret_builders.REDIS_PASSWORD_KEY,
+                                    PASSWORD_KEY,
                                 ),
-                                _common.env(
+                                pods.env(
                                     "CLUSTER_NODES", " ".join(node_addresses(detector, names))
                                 ),
-                                _common.env(
-                                    "CLUSTER_REPLICAS", str(spec.cluster.replicas_per_master)
-                                ),
-                                _common.env("WAIT_SECONDS", "600"),
+                                pods.env("CLUSTER_REPLICAS", str(spec.cluster.replicas_per_master)),
+                                pods.env("WAIT_SECONDS", "600"),
                             ],
-                            "resources": _common.resources(
+                            "resources": pods.resources(
                                 spec.cluster.bootstrap_resources,
                                 redis_specs.default_bootstrap_resources(),
                             ),
@@ -411,22 +406,20 @@ def network_policy(detector: specs.AnomalyDetector, names: naming.Names) -> dict
     sentinel = names.selector(naming.COMPONENT_SENTINEL)
     bootstrap = names.selector(COMPONENT_BOOTSTRAP)
     detector_pods = names.selector(naming.COMPONENT_DETECTOR)
-    port = redis_conf.REDIS_PORT
+    port = pods.REDIS_PORT
     ingress = [
-        {"from": _common.pods(detector_pods, redis), "ports": _common.tcp(port)},
+        {"from": pods.peers(detector_pods, redis), "ports": pods.tcp(port)},
     ]
-    egress = [{"to": _common.pods(redis), "ports": _common.tcp(port)}]
+    egress = [{"to": pods.peers(redis), "ports": pods.tcp(port)}]
     if mode == "sentinel":
-        ingress[0]["from"] += _common.pods(sentinel)
-        egress.append(
-            {"to": _common.pods(sentinel), "ports": _common.tcp(redis_conf.SENTINEL_PORT)}
-        )
+        ingress[0]["from"] += pods.peers(sentinel)
+        egress.append({"to": pods.peers(sentinel), "ports": pods.tcp(pods.SENTINEL_PORT)})
     if mode == "cluster":
-        ingress[0]["from"] += _common.pods(bootstrap)
+        ingress[0]["from"] += pods.peers(bootstrap)
         # Cluster bus: gossip and failover between the nodes only.
-        ingress.append({"from": _common.pods(redis), "ports": _common.tcp(port + 10000)})
-        egress.append({"to": _common.pods(redis), "ports": _common.tcp(port + 10000)})
-    return _common.network_policy(
+        ingress.append({"from": pods.peers(redis), "ports": pods.tcp(port + 10000)})
+        egress.append({"to": pods.peers(redis), "ports": pods.tcp(port + 10000)})
+    return pods.network_policy(
         name=names.redis,
         labels=names.labels(naming.COMPONENT_REDIS),
         selector=redis,
@@ -441,20 +434,20 @@ def sentinel_network_policy(detector: specs.AnomalyDetector, names: naming.Names
     del detector
     redis = names.selector(naming.COMPONENT_REDIS)
     sentinel = names.selector(naming.COMPONENT_SENTINEL)
-    sentinel_port = _common.tcp(redis_conf.SENTINEL_PORT)
-    return _common.network_policy(
+    sentinel_port = pods.tcp(pods.SENTINEL_PORT)
+    return pods.network_policy(
         name=names.redis_sentinel,
         labels=names.labels(naming.COMPONENT_SENTINEL),
         selector=sentinel,
         ingress=[
             {
-                "from": _common.pods(names.selector(naming.COMPONENT_DETECTOR), redis, sentinel),
+                "from": pods.peers(names.selector(naming.COMPONENT_DETECTOR), redis, sentinel),
                 "ports": sentinel_port,
             }
         ],
         egress=[
-            {"to": _common.pods(redis), "ports": _common.tcp(redis_conf.REDIS_PORT)},
-            {"to": _common.pods(sentinel), "ports": sentinel_port},
+            {"to": pods.peers(redis), "ports": pods.tcp(pods.REDIS_PORT)},
+            {"to": pods.peers(sentinel), "ports": sentinel_port},
         ],
     )
 
@@ -464,24 +457,24 @@ def bootstrap_network_policy(
 ) -> dict[str, Any]:
     """The bootstrap Job's pod: nothing in; out only to the data pods."""
     del detector
-    return _common.network_policy(
+    return pods.network_policy(
         name=bootstrap_job_name(names),
         labels=names.labels(COMPONENT_BOOTSTRAP),
         selector=names.selector(COMPONENT_BOOTSTRAP),
         ingress=[],
         egress=[
             {
-                "to": _common.pods(names.selector(naming.COMPONENT_REDIS)),
-                "ports": _common.tcp(redis_conf.REDIS_PORT),
+                "to": pods.peers(names.selector(naming.COMPONENT_REDIS)),
+                "ports": pods.tcp(pods.REDIS_PORT),
             }
         ],
     )
 
 
 def objects(detector: specs.AnomalyDetector, names: naming.Names) -> list[dict[str, Any]]:
-    """Every Redis child for ``spec.redis.mode`` (Secrets excluded: see builders.stores)."""
+    """Every Redis child for ``spec.redis.mode`` except the Secret (see ``secret``)."""
     mode = detector.spec.redis.mode
-    if mode in ("external", "none"):
+    if not detector.spec.redis.managed:
         return []
     out = [
         config_map(detector, names),
@@ -505,3 +498,15 @@ def objects(detector: specs.AnomalyDetector, names: naming.Names) -> list[dict[s
             bootstrap_network_policy(detector, names),
         ]
     return out
+
+
+def secret(names: naming.Names, *, password: str) -> dict[str, Any]:
+    """Opaque Secret ``<instance>-redis-auth``: the password of every Redis node and sentinel
+    (generated by the caller: randomness is not pure)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": names.redis_secret, "labels": names.labels(naming.COMPONENT_REDIS)},
+        "type": "Opaque",
+        "data": {PASSWORD_KEY: base64.b64encode(password.encode()).decode()},
+    }

@@ -1,12 +1,12 @@
 """Managed PostgreSQL: the StatefulSet, its Services and the config ConfigMap.
 
 One pod with a PVC (retained on delete by default), postgresql.conf / pg_hba.conf from
-``configs.postgres_conf``, the official image's entrypoint creating the superuser from the
+``builders.postgres.conf``, the official image's entrypoint creating the superuser from the
 generated Secret and running the init script that creates the application role and
 database on the first start. The detector never connects here directly: PgBouncer does,
 and the NetworkPolicy admits only PgBouncer's pods.
 
-The pod runs with the restricted Pod Security profile as uid ``security.UID``: the image's
+The pod runs with the restricted Pod Security profile as uid ``pods.UID``: the image's
 entrypoint supports an arbitrary uid (nss_wrapper, in /tmp, gives initdb a user name) when
 PGDATA is writable, which the fsGroup makes it. The root filesystem is read-only: the socket
 directory, /tmp and /dev/shm are emptyDirs.
@@ -14,12 +14,12 @@ directory, /tmp and /dev/shm are emptyDirs.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
-from pynomaly_operator import naming
-from pynomaly_operator.builders import _common
-from pynomaly_operator.builders import secrets as secret_builders
-from pynomaly_operator.configs import postgres_conf
+from pynomaly_operator import naming, values
+from pynomaly_operator.builders import pods
+from pynomaly_operator.builders.postgres import conf
 from pynomaly_operator.specs import detector as specs
 from pynomaly_operator.specs import postgres as postgres_specs
 
@@ -29,6 +29,14 @@ DATA_MOUNT = "/var/lib/postgresql/data"
 # A subdirectory: a fresh volume's root may hold lost+found, which initdb refuses.
 PGDATA = f"{DATA_MOUNT}/pgdata"
 SOCKET_DIR = "/var/run/postgresql"
+
+# Keys of the generated Secret (names, not secrets).
+SUPERUSER_KEY = "superuser-username"
+SUPERUSER_PASSWORD_KEY = "superuser-password"  # noqa: S105
+USER_KEY = "username"
+PASSWORD_KEY = "password"  # noqa: S105
+DATABASE_KEY = "database"
+SUPERUSER = "postgres"
 
 
 def headless_name(names: naming.Names) -> str:
@@ -47,10 +55,10 @@ def host(names: naming.Names) -> str:
 def config_data(detector: specs.AnomalyDetector) -> dict[str, str]:
     spec = detector.spec.postgres
     return {
-        postgres_conf.CONFIG_KEY: postgres_conf.postgresql_conf(spec),
-        postgres_conf.HBA_KEY: postgres_conf.pg_hba_conf(spec),
-        postgres_conf.INIT_SCRIPT_KEY: postgres_conf.INIT_SCRIPT,
-        postgres_conf.SYNC_PASSWORDS_KEY: postgres_conf.SYNC_PASSWORDS_SCRIPT,
+        conf.CONFIG_KEY: conf.postgresql_conf(spec),
+        conf.HBA_KEY: conf.pg_hba_conf(spec),
+        conf.INIT_SCRIPT_KEY: conf.INIT_SCRIPT,
+        conf.SYNC_PASSWORDS_KEY: conf.SYNC_PASSWORDS_SCRIPT,
     }
 
 
@@ -67,8 +75,8 @@ def stateful_set(detector: specs.AnomalyDetector, names: naming.Names) -> dict[s
     spec = detector.spec.postgres
     labels = names.labels(naming.COMPONENT_POSTGRES)
     secret = names.postgres_secret
-    ready = "pg_isready -h 127.0.0.1 -p 5432 -U postgres"
-    scratch, scratch_mounts = _common.scratch_volumes(
+    ready = f"pg_isready -h 127.0.0.1 -p {pods.POSTGRES_PORT} -U postgres"
+    scratch, scratch_mounts = pods.scratch_volumes(
         socket=SOCKET_DIR,
         tmp="/tmp",  # noqa: S108 - the read-only root's scratch space (nss_wrapper files)
     )
@@ -77,25 +85,23 @@ def stateful_set(detector: specs.AnomalyDetector, names: naming.Names) -> dict[s
         "image": spec.image,
         "args": [
             "-c",
-            f"config_file={CONFIG_DIR}/{postgres_conf.CONFIG_KEY}",
+            f"config_file={CONFIG_DIR}/{conf.CONFIG_KEY}",
             "-c",
-            f"hba_file={CONFIG_DIR}/{postgres_conf.HBA_KEY}",
+            f"hba_file={CONFIG_DIR}/{conf.HBA_KEY}",
         ],
         "env": [
-            _common.secret_env("POSTGRES_USER", secret, secret_builders.POSTGRES_SUPERUSER_KEY),
-            _common.secret_env(
-                "POSTGRES_PASSWORD", secret, secret_builders.POSTGRES_SUPERUSER_PASSWORD_KEY
-            ),
-            _common.secret_env("APP_USER", secret, secret_builders.POSTGRES_USER_KEY),
-            _common.secret_env("APP_PASSWORD", secret, secret_builders.POSTGRES_PASSWORD_KEY),
-            _common.secret_env("APP_DB", secret, secret_builders.POSTGRES_DATABASE_KEY),
-            _common.env("PGDATA", PGDATA),
+            pods.secret_env("POSTGRES_USER", secret, SUPERUSER_KEY),
+            pods.secret_env("POSTGRES_PASSWORD", secret, SUPERUSER_PASSWORD_KEY),
+            pods.secret_env("APP_USER", secret, USER_KEY),
+            pods.secret_env("APP_PASSWORD", secret, PASSWORD_KEY),
+            pods.secret_env("APP_DB", secret, DATABASE_KEY),
+            pods.env("PGDATA", PGDATA),
         ],
-        "ports": [{"name": "postgres", "containerPort": postgres_conf.POSTGRES_PORT}],
-        "resources": _common.resources(spec.resources, postgres_specs.default_postgres_resources()),
-        "readinessProbe": _common.exec_probe(ready, period=5),
+        "ports": [{"name": "postgres", "containerPort": pods.POSTGRES_PORT}],
+        "resources": pods.resources(spec.resources, postgres_specs.default_postgres_resources()),
+        "readinessProbe": pods.exec_probe(ready, period=5),
         "livenessProbe": {
-            **_common.exec_probe(ready, period=10, failures=6),
+            **pods.exec_probe(ready, period=10, failures=6),
             "initialDelaySeconds": 30,
         },
         # Retained volume + re-created Secret: passwords follow the Secret on every start.
@@ -104,7 +110,7 @@ def stateful_set(detector: specs.AnomalyDetector, names: naming.Names) -> dict[s
                 "exec": {
                     "command": [
                         "sh",
-                        f"{CONFIG_DIR}/{postgres_conf.SYNC_PASSWORDS_KEY}",
+                        f"{CONFIG_DIR}/{conf.SYNC_PASSWORDS_KEY}",
                     ]
                 }
             }
@@ -118,9 +124,9 @@ def stateful_set(detector: specs.AnomalyDetector, names: naming.Names) -> dict[s
         ],
     }
     config_items = [
-        {"key": postgres_conf.CONFIG_KEY, "path": postgres_conf.CONFIG_KEY},
-        {"key": postgres_conf.HBA_KEY, "path": postgres_conf.HBA_KEY},
-        {"key": postgres_conf.SYNC_PASSWORDS_KEY, "path": postgres_conf.SYNC_PASSWORDS_KEY},
+        {"key": conf.CONFIG_KEY, "path": conf.CONFIG_KEY},
+        {"key": conf.HBA_KEY, "path": conf.HBA_KEY},
+        {"key": conf.SYNC_PASSWORDS_KEY, "path": conf.SYNC_PASSWORDS_KEY},
     ]
     return {
         "apiVersion": "apps/v1",
@@ -130,15 +136,15 @@ def stateful_set(detector: specs.AnomalyDetector, names: naming.Names) -> dict[s
             "serviceName": headless_name(names),
             "replicas": 1,
             "selector": {"matchLabels": names.selector(naming.COMPONENT_POSTGRES)},
-            "persistentVolumeClaimRetentionPolicy": _common.retention_policy(spec.persistence),
+            "persistentVolumeClaimRetentionPolicy": pods.retention_policy(spec.persistence),
             "template": {
                 "metadata": {
                     "labels": labels,
                     "annotations": {
-                        naming.CONFIG_HASH_ANNOTATION: _common.data_hash(config_data(detector))
+                        naming.CONFIG_HASH_ANNOTATION: values.short_hash(config_data(detector))
                     },
                 },
-                "spec": _common.restricted_pod_spec(
+                "spec": pods.restricted_pod_spec(
                     containers=[container],
                     claims=spec.persistence.enabled,
                     # Postgres must get time to write its shutdown checkpoint.
@@ -155,59 +161,54 @@ def stateful_set(detector: specs.AnomalyDetector, names: naming.Names) -> dict[s
                                 "defaultMode": 0o555,
                                 "items": [
                                     {
-                                        "key": postgres_conf.INIT_SCRIPT_KEY,
-                                        "path": postgres_conf.INIT_SCRIPT_KEY,
+                                        "key": conf.INIT_SCRIPT_KEY,
+                                        "path": conf.INIT_SCRIPT_KEY,
                                     }
                                 ],
                             },
                         },
                         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},
                         *scratch,
-                        *_common.data_volumes(spec.persistence),
+                        *pods.data_volumes(spec.persistence),
                     ],
                 ),
             },
-            "volumeClaimTemplates": _common.volume_claim_templates(spec.persistence, labels),
+            "volumeClaimTemplates": pods.volume_claim_templates(spec.persistence, labels),
         },
     }
 
 
 def headless_service(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     del detector
-    return _common.headless_service(
+    return pods.headless_service(
         name=headless_name(names),
         labels=names.labels(naming.COMPONENT_POSTGRES),
         selector=names.selector(naming.COMPONENT_POSTGRES),
-        ports=[{"name": "postgres", "port": postgres_conf.POSTGRES_PORT, "targetPort": "postgres"}],
+        ports=[{"name": "postgres", "port": pods.POSTGRES_PORT, "targetPort": "postgres"}],
     )
 
 
 def service(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     del detector
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": names.postgres, "labels": names.labels(naming.COMPONENT_POSTGRES)},
-        "spec": {
-            "selector": names.selector(naming.COMPONENT_POSTGRES),
-            "ports": [
-                {"name": "postgres", "port": postgres_conf.POSTGRES_PORT, "targetPort": "postgres"}
-            ],
-        },
-    }
+    return pods.service(
+        name=names.postgres,
+        labels=names.labels(naming.COMPONENT_POSTGRES),
+        selector=names.selector(naming.COMPONENT_POSTGRES),
+        ports=[{"name": "postgres", "port": pods.POSTGRES_PORT, "targetPort": "postgres"}],
+    )
 
 
 def network_policy(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     """Postgres accepts only PgBouncer's pods and connects nowhere (DNS aside)."""
     del detector
-    return _common.network_policy(
+    return pods.network_policy(
         name=names.postgres,
         labels=names.labels(naming.COMPONENT_POSTGRES),
         selector=names.selector(naming.COMPONENT_POSTGRES),
         ingress=[
             {
-                "from": _common.pods(names.selector(naming.COMPONENT_PGBOUNCER)),
-                "ports": _common.tcp(postgres_conf.POSTGRES_PORT),
+                "from": pods.peers(names.selector(naming.COMPONENT_PGBOUNCER)),
+                "ports": pods.tcp(pods.POSTGRES_PORT),
             }
         ],
         egress=[],
@@ -225,3 +226,32 @@ def objects(detector: specs.AnomalyDetector, names: naming.Names) -> list[dict[s
         stateful_set(detector, names),
         network_policy(detector, names),
     ]
+
+
+def secret(
+    detector: specs.AnomalyDetector,
+    names: naming.Names,
+    *,
+    superuser_password: str,
+    password: str,
+) -> dict[str, Any]:
+    """Opaque Secret ``<instance>-postgres-auth``: superuser and application credentials
+    (passwords generated by the caller: randomness is not pure)."""
+    pg = detector.spec.postgres
+    values = {
+        SUPERUSER_KEY: SUPERUSER,
+        SUPERUSER_PASSWORD_KEY: superuser_password,
+        USER_KEY: pg.user,
+        PASSWORD_KEY: password,
+        DATABASE_KEY: pg.database,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": names.postgres_secret,
+            "labels": names.labels(naming.COMPONENT_POSTGRES),
+        },
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())},
+    }

@@ -1,6 +1,6 @@
 """PgBouncer in front of managed Postgres: Deployment, Service, PDB and its ConfigMap.
 
-pgbouncer.ini comes from ``configs.pgbouncer_ini``; the userlist is written at container
+pgbouncer.ini comes from ``builders.pgbouncer.ini``; the userlist is written at container
 start from the generated Secret (SCRAM end to end). Several replicas share nothing: each
 keeps its own server pool, which is why the budget check multiplies by replicas.
 Pods run with the restricted Pod Security profile (no unix socket, so the userlist emptyDir
@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pynomaly_operator import naming
-from pynomaly_operator.builders import _common
+from pynomaly_operator import naming, values
+from pynomaly_operator.builders import pods
 from pynomaly_operator.builders import postgres as postgres_builders
-from pynomaly_operator.builders import secrets as secret_builders
-from pynomaly_operator.configs import pgbouncer_ini, postgres_conf
+from pynomaly_operator.builders.pgbouncer import ini
 from pynomaly_operator.specs import detector as specs
 from pynomaly_operator.specs import postgres as postgres_specs
 
@@ -33,10 +32,10 @@ def host(names: naming.Names) -> str:
 
 def config_data(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, str]:
     return {
-        pgbouncer_ini.CONFIG_KEY: pgbouncer_ini.pgbouncer_ini(
+        ini.CONFIG_KEY: ini.pgbouncer_ini(
             detector.spec.postgres, server_host=postgres_builders.host(names)
         ),
-        pgbouncer_ini.START_SCRIPT_KEY: pgbouncer_ini.START_SCRIPT,
+        ini.START_SCRIPT_KEY: ini.START_SCRIPT,
     }
 
 
@@ -56,30 +55,28 @@ def deployment(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str
     spec = detector.spec.postgres.pgbouncer
     labels = names.labels(naming.COMPONENT_PGBOUNCER)
     secret = names.postgres_secret
-    port = pgbouncer_ini.PGBOUNCER_PORT
+    port = pods.PGBOUNCER_PORT
     probe = {"tcpSocket": {"port": "pgbouncer"}, "periodSeconds": 5, "failureThreshold": 3}
-    tmp_volumes, tmp_mounts = _common.scratch_volumes(tmp="/tmp")  # noqa: S108 - scratch
+    tmp_volumes, tmp_mounts = pods.scratch_volumes(tmp="/tmp")  # noqa: S108 - scratch
     container = {
         "name": "pgbouncer",
         "image": spec.image,
-        "command": ["sh", f"{CONFIG_DIR}/{pgbouncer_ini.START_SCRIPT_KEY}"],
+        "command": ["sh", f"{CONFIG_DIR}/{ini.START_SCRIPT_KEY}"],
         "env": [
-            _common.secret_env("APP_USER", secret, secret_builders.POSTGRES_USER_KEY),
-            _common.secret_env("APP_PASSWORD", secret, secret_builders.POSTGRES_PASSWORD_KEY),
-            _common.env("INI", f"{CONFIG_DIR}/{pgbouncer_ini.CONFIG_KEY}"),
-            _common.env("AUTH_FILE", f"{pgbouncer_ini.RUN_DIR}/userlist.txt"),
+            pods.secret_env("APP_USER", secret, postgres_builders.USER_KEY),
+            pods.secret_env("APP_PASSWORD", secret, postgres_builders.PASSWORD_KEY),
+            pods.env("INI", f"{CONFIG_DIR}/{ini.CONFIG_KEY}"),
+            pods.env("AUTH_FILE", f"{ini.RUN_DIR}/userlist.txt"),
         ],
         "ports": [{"name": "pgbouncer", "containerPort": port}],
-        "resources": _common.resources(
-            spec.resources, postgres_specs.default_pgbouncer_resources()
-        ),
+        "resources": pods.resources(spec.resources, postgres_specs.default_pgbouncer_resources()),
         "readinessProbe": probe,
         "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 6},
         # Let in-flight transactions finish before the pod goes (PAUSE-like drain).
         "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "sleep 5"]}}},
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-            {"name": "run", "mountPath": pgbouncer_ini.RUN_DIR},
+            {"name": "run", "mountPath": ini.RUN_DIR},
             *tmp_mounts,
         ],
     }
@@ -98,12 +95,12 @@ def deployment(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str
                 "metadata": {
                     "labels": labels,
                     "annotations": {
-                        naming.CONFIG_HASH_ANNOTATION: _common.data_hash(
+                        naming.CONFIG_HASH_ANNOTATION: values.short_hash(
                             config_data(detector, names)
                         )
                     },
                 },
-                "spec": _common.restricted_pod_spec(
+                "spec": pods.restricted_pod_spec(
                     containers=[container],
                     volumes=[
                         {
@@ -121,21 +118,17 @@ def deployment(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str
 
 def service(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     del detector
-    port = pgbouncer_ini.PGBOUNCER_PORT
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": names.pgbouncer, "labels": names.labels(naming.COMPONENT_PGBOUNCER)},
-        "spec": {
-            "selector": names.selector(naming.COMPONENT_PGBOUNCER),
-            "ports": [{"name": "pgbouncer", "port": port, "targetPort": "pgbouncer"}],
-        },
-    }
+    return pods.service(
+        name=names.pgbouncer,
+        labels=names.labels(naming.COMPONENT_PGBOUNCER),
+        selector=names.selector(naming.COMPONENT_PGBOUNCER),
+        ports=[{"name": "pgbouncer", "port": pods.PGBOUNCER_PORT, "targetPort": "pgbouncer"}],
+    )
 
 
 def pod_disruption_budget(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     del detector
-    return _common.pdb(
+    return pods.pdb(
         name=names.pgbouncer,
         labels=names.labels(naming.COMPONENT_PGBOUNCER),
         selector=names.selector(naming.COMPONENT_PGBOUNCER),
@@ -146,20 +139,20 @@ def pod_disruption_budget(detector: specs.AnomalyDetector, names: naming.Names) 
 def network_policy(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     """PgBouncer: in from the detector pods only, out to Postgres only."""
     del detector
-    return _common.network_policy(
+    return pods.network_policy(
         name=names.pgbouncer,
         labels=names.labels(naming.COMPONENT_PGBOUNCER),
         selector=names.selector(naming.COMPONENT_PGBOUNCER),
         ingress=[
             {
-                "from": _common.pods(names.selector(naming.COMPONENT_DETECTOR)),
-                "ports": _common.tcp(pgbouncer_ini.PGBOUNCER_PORT),
+                "from": pods.peers(names.selector(naming.COMPONENT_DETECTOR)),
+                "ports": pods.tcp(pods.PGBOUNCER_PORT),
             }
         ],
         egress=[
             {
-                "to": _common.pods(names.selector(naming.COMPONENT_POSTGRES)),
-                "ports": _common.tcp(postgres_conf.POSTGRES_PORT),
+                "to": pods.peers(names.selector(naming.COMPONENT_POSTGRES)),
+                "ports": pods.tcp(pods.POSTGRES_PORT),
             }
         ],
     )

@@ -1,21 +1,96 @@
-"""Small manifest fragments shared by the store builders (env, probes, volumes, hashes,
-resources, restricted pod specs, NetworkPolicies).
+"""What every pod the operator builds shares: uid and security contexts, ports, probes, env
+entries, volumes, resources, and the NetworkPolicy and Service shapes.
 
-Kept private to the builders package: each store builder module stays a readable list
-of Kind-named functions, and these helpers keep them from repeating raw JSON shapes.
+One place for each, so the detector, Redis, Postgres and PgBouncer builders cannot drift
+apart. Every pod must be admitted by a namespace labelled
+``pod-security.kubernetes.io/enforce=restricted`` and pass checkov: non-root with an
+explicit uid >= 10000 (CKV_K8S_40), seccomp RuntimeDefault, no capabilities, no privilege
+escalation, a read-only root filesystem (writable paths are emptyDirs the builders mount).
+Every function returns fresh dicts, so callers may extend them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
-from pynomaly_operator.builders import security
+from pynomaly_operator.specs import base
 from pynomaly_operator.specs.redis import ComputeResources, Persistence
+
+# One uid/gid/fsGroup for every pod: no image user is assumed (the official redis and
+# postgres images run as any uid when their data directory is owned by the fsGroup).
+UID = 10001
+
+# Ports (the detector's are the service's contract: HTTP 8000, metrics 9090).
+HTTP_PORT = 8000
+METRICS_PORT = 9090
+REDIS_PORT = 6379
+SENTINEL_PORT = 26379
+POSTGRES_PORT = 5432
+PGBOUNCER_PORT = 6432
+DNS_PORT = 53
+
+# Every pod may resolve names (the first egress rule of every NetworkPolicy).
+DNS_EGRESS: dict[str, Any] = {
+    "ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}]
+}
+
+
+# --- security contexts (the restricted profile) -------------------------------------------
+
+
+def pod_security_context(*, uid: int = UID, claims: bool = False) -> dict[str, Any]:
+    """Pod-level context; ``claims``: the pod mounts a PersistentVolumeClaim, so have the
+    kubelet change ownership only when the volume root does not match (fast restarts, and
+    no recursive chmod over a Postgres data directory)."""
+    out: dict[str, Any] = {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if claims:
+        out["fsGroupChangePolicy"] = "OnRootMismatch"
+    return out
+
+
+def container_security_context() -> dict[str, Any]:
+    """Container-level context (the same for every container)."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+# --- probes -------------------------------------------------------------------------------
+
+
+def http_probe(
+    path: str, *, port: str, period: int, failures: int, timeout: int = 3
+) -> dict[str, Any]:
+    """An HTTP GET probe on a named container port."""
+    return {
+        "httpGet": {"path": path, "port": port},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+    }
+
+
+def exec_probe(command: str, *, period: int = 10, failures: int = 3) -> dict[str, Any]:
+    return {
+        "exec": {"command": ["sh", "-c", command]},
+        "periodSeconds": period,
+        "timeoutSeconds": 5,
+        "failureThreshold": failures,
+    }
+
+
+# --- env ----------------------------------------------------------------------------------
 
 
 def env(name: str, value: str) -> dict[str, Any]:
@@ -30,33 +105,6 @@ def field_env(name: str, path: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)$")
-_SUFFIX = {
-    "m": Decimal("0.001"),
-    "": Decimal(1),
-    "k": Decimal(10**3),
-    "M": Decimal(10**6),
-    "G": Decimal(10**9),
-    "T": Decimal(10**12),
-    "P": Decimal(10**15),
-    "E": Decimal(10**18),
-    "Ki": Decimal(2**10),
-    "Mi": Decimal(2**20),
-    "Gi": Decimal(2**30),
-    "Ti": Decimal(2**40),
-    "Pi": Decimal(2**50),
-    "Ei": Decimal(2**60),
-}
-
-
-def quantity(text: str) -> Decimal | None:
-    """A Kubernetes quantity as a number (None if not in the usual suffix notation)."""
-    match = _QUANTITY.match(text.strip())
-    if match is None or match.group(2) not in _SUFFIX:
-        return None
-    return Decimal(match.group(1)) * _SUFFIX[match.group(2)]
-
-
 def resources(spec: ComputeResources, defaults: ComputeResources) -> dict[str, Any]:
     """Requests and limits: the spec's values, missing keys from the component's defaults.
 
@@ -68,7 +116,7 @@ def resources(spec: ComputeResources, defaults: ComputeResources) -> dict[str, A
     requests = {**defaults.requests, **spec.requests}
     limits = {**defaults.limits, **spec.limits}
     for key in requests.keys() & limits.keys():
-        request, limit = quantity(requests[key]), quantity(limits[key])
+        request, limit = base.quantity(requests[key]), base.quantity(limits[key])
         if request is None or limit is None or request <= limit:
             continue
         if key in spec.limits and key not in spec.requests:
@@ -77,20 +125,6 @@ def resources(spec: ComputeResources, defaults: ComputeResources) -> dict[str, A
             limits[key] = requests[key]
         # both set by the user: left as written (the API server names the problem)
     return {"requests": requests, "limits": limits}
-
-
-def exec_probe(command: str, *, period: int = 10, failures: int = 3) -> dict[str, Any]:
-    return {
-        "exec": {"command": ["sh", "-c", command]},
-        "periodSeconds": period,
-        "timeoutSeconds": 5,
-        "failureThreshold": failures,
-    }
-
-
-def data_hash(data: dict[str, str]) -> str:
-    """Hash of ConfigMap data: a pod-template annotation, so config changes roll pods."""
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def volume_claim_templates(
@@ -114,6 +148,18 @@ def retention_policy(persistence: Persistence) -> dict[str, str]:
 def data_volumes(persistence: Persistence) -> list[dict[str, Any]]:
     """The ``data`` volume when it is not a claim template (persistence disabled)."""
     return [] if persistence.enabled else [{"name": "data", "emptyDir": {}}]
+
+
+def service(
+    *, name: str, labels: dict[str, str], selector: dict[str, str], ports: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """ClusterIP Service: one stable address in front of ready pods."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"selector": selector, "ports": ports},
+    }
 
 
 def headless_service(
@@ -158,7 +204,7 @@ def scratch_volumes(**paths: str) -> tuple[list[dict[str, Any]], list[dict[str, 
 
 def restricted_container(container: dict[str, Any]) -> dict[str, Any]:
     """``container`` with the restricted profile's securityContext."""
-    return {**container, "securityContext": security.container_security_context()}
+    return {**container, "securityContext": container_security_context()}
 
 
 def restricted_pod_spec(
@@ -167,13 +213,13 @@ def restricted_pod_spec(
     """Pod spec admitted by ``pod-security.kubernetes.io/enforce=restricted``.
 
     No service account token (store pods never call the API), no service-link env (it would
-    collide with the images' own variables), uid/gid/fsGroup ``security.UID``; ``claims``:
+    collide with the images' own variables), uid/gid/fsGroup ``UID``; ``claims``:
     the pod mounts a PersistentVolumeClaim. ``extra`` keys are added as they are.
     """
     return {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": security.pod_security_context(claims=claims),
+        "securityContext": pod_security_context(claims=claims),
         **extra,
         "containers": [restricted_container(c) for c in containers],
     }
@@ -186,7 +232,7 @@ def tcp(*ports: int) -> list[dict[str, Any]]:
     return [{"protocol": "TCP", "port": port} for port in ports]
 
 
-def pods(*selectors: dict[str, str]) -> list[dict[str, Any]]:
+def peers(*selectors: dict[str, str]) -> list[dict[str, Any]]:
     """NetworkPolicy peers: pods of this namespace matching any of ``selectors``."""
     return [{"podSelector": {"matchLabels": dict(s)}} for s in selectors]
 
@@ -209,9 +255,6 @@ def network_policy(
             "podSelector": {"matchLabels": selector},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": ingress,
-            "egress": [
-                {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
-                *egress,
-            ],
+            "egress": [DNS_EGRESS, *egress],
         },
     }

@@ -10,10 +10,9 @@ The scripts are POSIX sh so they run unchanged in the redis image and in tests.
 
 from __future__ import annotations
 
+from pynomaly_operator.builders import pods
 from pynomaly_operator.specs.redis import RedisSpec
 
-REDIS_PORT = 6379
-SENTINEL_PORT = 26379
 DATA_DIR = "/data"
 
 CONFIG_KEY = "redis.conf"
@@ -31,7 +30,7 @@ def _yes(flag: bool) -> str:
 def redis_conf(
     spec: RedisSpec,
     *,
-    port: int = REDIS_PORT,
+    port: int = pods.REDIS_PORT,
     data_dir: str = DATA_DIR,
     bind: str = "0.0.0.0",  # noqa: S104 - pods listen on their own IP
 ) -> str:
@@ -93,8 +92,8 @@ def sentinel_conf(
     spec: RedisSpec,
     *,
     master_host: str,
-    master_port: int = REDIS_PORT,
-    port: int = SENTINEL_PORT,
+    master_port: int = pods.REDIS_PORT,
+    port: int = pods.SENTINEL_PORT,
     data_dir: str = "/tmp",  # noqa: S108 - sentinel's working dir inside its emptyDir
     bind: str = "0.0.0.0",  # noqa: S104 - pods listen on their own IP
 ) -> str:
@@ -123,7 +122,7 @@ def sentinel_conf(
 # Data node of the sentinel topology. Environment:
 #   CONF_SRC, CONF_DST        rendered redis.conf and its writable copy (emptyDir)
 #   REDIS_PASSWORD            from the generated Secret
-#   REDIS_PORT                the port in redis.conf
+#   REDIS_PORT                 the port in redis.conf
 #   ANNOUNCE_HOST             this pod's stable DNS name (what replicas/sentinels see)
 #   INITIAL_MASTER_HOST/PORT  pod 0's stable DNS name: master of a brand-new topology
 #   SENTINELS                 "host:port host:port ...": asked for the current master first

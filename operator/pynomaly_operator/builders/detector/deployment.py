@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from pynomaly_operator import naming
-from pynomaly_operator.builders import configmap, signing_key
+from pynomaly_operator.builders import pods
+from pynomaly_operator.builders.detector import config_map, signing_key
 from pynomaly_operator.specs import detector as specs
 
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 ZONE_LABEL = "topology.kubernetes.io/zone"
-UID = 10001
 
 
 def affinity(detector: specs.AnomalyDetector) -> dict[str, Any] | None:
@@ -44,15 +44,6 @@ def affinity(detector: specs.AnomalyDetector) -> dict[str, Any] | None:
     return {"nodeAffinity": node}
 
 
-def _probe(path: str, *, period: int, failures: int, timeout: int = 3) -> dict[str, Any]:
-    return {
-        "httpGet": {"path": path, "port": "http"},
-        "periodSeconds": period,
-        "timeoutSeconds": timeout,
-        "failureThreshold": failures,
-    }
-
-
 def _volumes(detector: specs.AnomalyDetector) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes: list[dict[str, Any]] = [
         {"name": "tmp", "emptyDir": {}},
@@ -60,7 +51,7 @@ def _volumes(detector: specs.AnomalyDetector) -> tuple[list[dict[str, Any]], lis
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108  (the read-only root's scratch space)
-        {"name": "models", "mountPath": configmap.MODEL_DIR},
+        {"name": "models", "mountPath": config_map.MODEL_DIR},
     ]
     ref = detector.spec.model.training.config_map_ref
     if ref is not None:
@@ -70,7 +61,7 @@ def _volumes(detector: specs.AnomalyDetector) -> tuple[list[dict[str, Any]], lis
                 "configMap": {"name": ref.name, "items": [{"key": ref.key, "path": ref.key}]},
             }
         )
-        mounts.append({"name": "training", "mountPath": configmap.TRAINING_DIR, "readOnly": True})
+        mounts.append({"name": "training", "mountPath": config_map.TRAINING_DIR, "readOnly": True})
     return volumes, mounts
 
 
@@ -85,7 +76,7 @@ def deployment(
     """apps/v1 Deployment of the detector service.
 
     ``config_hash``: hash of the ConfigMap data (pod-template annotation);
-    ``store_env``: env entries from ``builders.stores.service_env``;
+    ``store_env``: env entries from ``builders.detector.store_env.env``;
     ``replicas``: set only when no HPA owns the replica count.
     """
     spec = detector.spec
@@ -105,21 +96,15 @@ def deployment(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 30,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": UID,
-            "runAsGroup": UID,
-            "fsGroup": UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pods.pod_security_context(),
         "containers": [
             {
                 "name": "detector",
                 "image": spec.image,
                 "imagePullPolicy": spec.image_pull_policy,
                 "ports": [
-                    {"name": "http", "containerPort": configmap.HTTP_PORT, "protocol": "TCP"},
-                    {"name": "metrics", "containerPort": configmap.METRICS_PORT, "protocol": "TCP"},
+                    {"name": "http", "containerPort": pods.HTTP_PORT, "protocol": "TCP"},
+                    {"name": "metrics", "containerPort": pods.METRICS_PORT, "protocol": "TCP"},
                 ],
                 "envFrom": [{"configMapRef": {"name": names.config}}],
                 "env": env,
@@ -133,16 +118,10 @@ def deployment(
                         "memory": spec.resources.limits.memory,
                     },
                 },
-                "startupProbe": _probe("/livez", period=5, failures=60),
-                "livenessProbe": _probe("/livez", period=10, failures=3),
-                "readinessProbe": _probe("/readyz", period=5, failures=3),
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "runAsNonRoot": True,
-                    "capabilities": {"drop": ["ALL"]},
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
+                "startupProbe": pods.http_probe("/livez", port="http", period=5, failures=60),
+                "livenessProbe": pods.http_probe("/livez", port="http", period=10, failures=3),
+                "readinessProbe": pods.http_probe("/readyz", port="http", period=5, failures=3),
+                "securityContext": pods.container_security_context(),
                 "volumeMounts": mounts,
             }
         ],
@@ -177,7 +156,7 @@ def deployment(
                     "annotations": {
                         naming.CONFIG_HASH_ANNOTATION: config_hash,
                         "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(configmap.METRICS_PORT),
+                        "prometheus.io/port": str(pods.METRICS_PORT),
                         "prometheus.io/path": "/metrics",
                     },
                 },

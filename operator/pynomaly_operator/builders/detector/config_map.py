@@ -2,21 +2,19 @@
 
 Rendered from the spec's server, cache, model, rate-limit and logging sections. Store
 settings (Redis, database) and secrets do not live here: they come as ``env`` entries from
-``builders.stores.service_env`` and ``secretKeyRef``s, so no secret value is ever in a
+``builders.detector.store_env`` and ``secretKeyRef``s, so no secret value is ever in a
 ConfigMap or plain env.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 from pynomaly_operator import naming
+from pynomaly_operator.builders import pods
 from pynomaly_operator.specs import detector as specs
 
-HTTP_PORT = 8000
-METRICS_PORT = 9090
 TRAINING_DIR = "/etc/pynomaly/training"
 MODEL_DIR = "/var/lib/pynomaly/models"
 
@@ -37,8 +35,8 @@ def settings(detector: specs.AnomalyDetector) -> dict[str, str]:
     server, cache, model = spec.server, spec.cache, spec.model
     data: dict[str, str] = {
         "PYNOMALY_HOST": "0.0.0.0",  # noqa: S104  (pods listen on their own IP)
-        "PYNOMALY_PORT": str(HTTP_PORT),
-        "PYNOMALY_METRICS_PORT": str(METRICS_PORT),
+        "PYNOMALY_PORT": str(pods.HTTP_PORT),
+        "PYNOMALY_METRICS_PORT": str(pods.METRICS_PORT),
         "PYNOMALY_WORKERS": str(server.workers),
         "PYNOMALY_TIMEOUT_KEEP_ALIVE": str(server.keepalive_seconds),
         "PYNOMALY_REQUEST_TIMEOUT_SECONDS": str(server.timeout_seconds),
@@ -73,11 +71,6 @@ def settings(detector: specs.AnomalyDetector) -> dict[str, str]:
     if model.training.url is not None:
         data["PYNOMALY_MODEL_TRAINING_URL"] = model.training.url
     return dict(sorted(data.items()))
-
-
-def config_hash(data: dict[str, str]) -> str:
-    """Stable short hash of the settings: the pod template annotation that rolls pods."""
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def config_map(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:

@@ -8,9 +8,9 @@ server with SCRAM). Tests start a local PgBouncer from the same text.
 
 from __future__ import annotations
 
+from pynomaly_operator.builders import pods
 from pynomaly_operator.specs.postgres import PostgresSpec
 
-PGBOUNCER_PORT = 6432
 CONFIG_KEY = "pgbouncer.ini"
 START_SCRIPT_KEY = "pgbouncer-start.sh"
 RUN_DIR = "/etc/pgbouncer-run"
@@ -20,9 +20,9 @@ def pgbouncer_ini(
     spec: PostgresSpec,
     *,
     server_host: str,
-    server_port: int = 5432,
+    server_port: int = pods.POSTGRES_PORT,
     listen_addr: str = "0.0.0.0",  # noqa: S104 - pods listen on their own IP
-    listen_port: int = PGBOUNCER_PORT,
+    listen_port: int = pods.PGBOUNCER_PORT,
     auth_file: str = f"{RUN_DIR}/userlist.txt",
     unix_socket_dir: str = "",
 ) -> str:

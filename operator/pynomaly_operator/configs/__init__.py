@@ -1,1 +1,0 @@
-"""Pure renderers of the stores' config files (spec -> text), shared by builders and tests."""
