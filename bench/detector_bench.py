@@ -66,7 +66,14 @@ SINGLE_ROWS = 20_000  # distinct single-row bodies: far more than any L1 cache h
 BATCH_ROWS = 256
 BATCH_BODIES = 200  # 51,200 distinct rows across the 256-row bodies
 
-SERVER_NAMES = ("constant", "mlserver-default", "mlserver-batching", "ours", "inprocess")
+SERVER_NAMES = (
+    "constant",
+    "mlserver-default",
+    "mlserver-batching",
+    "ours",
+    "ours-production",
+    "inprocess",
+)
 EXTRA_SERVERS = ("mlserver-default-pw0", "ours-before")  # measured only when named in --servers
 
 
@@ -556,6 +563,51 @@ def ours_env(work: Path, port: int) -> dict[str, str]:
     )
 
 
+SAMPLE = Path(__file__).resolve().parent.parent / "manifests" / "samples" / "minimal.yaml"
+
+LOCAL_ONLY = {
+    # Where the rendered configuration points at the cluster, the benchmark points at this
+    # machine: the stores the sample would use (Redis sentinel, Postgres via PgBouncer) are
+    # not started here, so L2 is off and the registry is the embedded directory store.
+    "PYNOMALY_REDIS_MODE": "none",
+    "PYNOMALY_DATABASE_URL": "",
+    "PYNOMALY_MODEL_TRAINING_PATH": "",
+    "PYNOMALY_MODEL_TRAINING_URL": "",
+}
+
+
+def operator_env() -> dict[str, str]:
+    """The detector's environment as the operator renders it for the minimal sample: the
+    ConfigMap's data plus the Deployment's plain env values (workers, limits, recycling...),
+    with the cluster addresses replaced by ``LOCAL_ONLY``. Same builders as the reconcile."""
+    import yaml
+
+    from pynomaly_operator import naming
+    from pynomaly_operator.builders import desired
+    from pynomaly_operator.specs.detector import AnomalyDetector
+
+    body = yaml.safe_load(SAMPLE.read_text())
+    body = {**body, "metadata": {**body["metadata"], "namespace": "bench"}}
+    plan = desired.desired(
+        AnomalyDetector.from_body(body),
+        naming.names_for(body),
+        {},
+        token=lambda: "bench-token-not-a-secret",
+        signing_key_value=lambda: "bench-signing-key-not-a-secret-0123456789abcdef",
+    )
+    env: dict[str, str] = {}
+    for obj in plan.objects:
+        if obj.get("kind") == "ConfigMap":
+            env |= {k: v for k, v in obj.get("data", {}).items() if k.startswith("PYNOMALY_")}
+    for obj in plan.objects:
+        if obj.get("kind") == "Deployment" and obj["metadata"]["name"] == body["metadata"]["name"]:
+            for container in obj["spec"]["template"]["spec"]["containers"]:
+                for item in container.get("env", []):
+                    if "value" in item and item["name"].startswith("PYNOMALY_"):
+                        env[item["name"]] = str(item["value"])
+    return env | LOCAL_ONLY
+
+
 def start_ours(
     work: Path, *, overrides: dict[str, str] | None = None, name: str = "ours"
 ) -> Server:
@@ -704,6 +756,38 @@ def server_plans(
                 *standard_cells("v2", cached=False),
                 Cell("cached", "v2", 1),
             ],
+            both,
+            check_both,
+        ),
+        # What the operator deploys (4 workers, its limits and recycling), on this machine.
+        "ours-production": Plan(
+            "ours-production",
+            "pynomaly-detector serve with the environment the operator renders for "
+            "manifests/samples/minimal.yaml (ConfigMap + Deployment env: "
+            + ", ".join(
+                f"{key}={value}"
+                for key, value in sorted(operator_env().items())
+                if key
+                in (
+                    "PYNOMALY_WORKERS",
+                    "PYNOMALY_MAX_REQUESTS",
+                    "PYNOMALY_MAX_REQUESTS_JITTER",
+                    "PYNOMALY_LIMIT_CONCURRENCY",
+                )
+            )
+            + "); Redis and Postgres replaced by the embedded store",
+            lambda: start_ours(
+                work,
+                overrides={
+                    key: value
+                    for key, value in operator_env().items()
+                    if key not in ("PYNOMALY_HOST", "PYNOMALY_PORT", "PYNOMALY_METRICS_PORT")
+                    and key != "PYNOMALY_MODEL_DIR"
+                }
+                | ours_overrides,
+                name="ours-production",
+            ),
+            [*standard_cells("v1", cached=True), *standard_cells("v2", cached=False)],
             both,
             check_both,
         ),

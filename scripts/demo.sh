@@ -208,6 +208,10 @@ PYEOF
   signing_key=$(kubectl get secret "$DETECTOR-signing-key" -n "$NAMESPACE" \
     -o jsonpath='{.data.signing-key}' 2>/dev/null | base64 -d || true)
   [ -n "$signing_key" ] || signing_key=$("$PY" -c 'import secrets; print(secrets.token_hex(32))')
+  kubectl get secret "$DETECTOR-api-token" -n "$NAMESPACE" -o jsonpath='{.data.token}' \
+    2>/dev/null | base64 -d >"$DEMO/api-token" || true
+  [ -s "$DEMO/api-token" ] || "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))' >"$DEMO/api-token"
+  chmod 600 "$DEMO/api-token"
   {
     echo "# overrides for the laptop: loopback, free port, one worker, local stores"
     echo "PYNOMALY_HOST=127.0.0.1"
@@ -219,6 +223,8 @@ PYEOF
     echo "PYNOMALY_MODEL_TRAINING_PATH=$DATA/training.csv"
     echo "PYNOMALY_MODEL_TRAINING_URL="
     echo "PYNOMALY_ARTIFACT_SIGNING_KEY=$signing_key"
+    # In a cluster the API token file is the mounted Secret <name>-api-token; here a copy of it.
+    echo "PYNOMALY_API_TOKEN_FILE=$DEMO/api-token"
     cat "$DEMO/stores.env"
   } >>"$DEMO/service.env"
   echo "$port" >"$DEMO/service.port"
@@ -254,7 +260,11 @@ fit_and_score() {
   echo "    (the service already fitted the declared model at start, see .demo/detector.log; this adds a version)"
   with_service_env "$PY" "$ROOT/scripts/demo_data.py" fit-body "$DATA/training.csv" \
     >"$DEMO/fit.json"
-  curl -fsS --max-time 120 -X PUT -H 'content-type: application/json' \
+  # Model management needs the API token (Secret $DETECTOR-api-token, key token); the scoring
+  # below does not (spec.network.scoringAuth: none).
+  echo "    token: kubectl get secret $DETECTOR-api-token -n $NAMESPACE -o jsonpath='{.data.token}' | base64 -d"
+  curl -sS --fail-with-body --max-time 120 -X PUT -H 'content-type: application/json' \
+    -H "authorization: Bearer $(head -n1 "$DEMO/api-token")" \
     --data @"$DEMO/fit.json" "$URL/v1/models/$model" >"$DEMO/fit-response.json" \
     || die "fit failed: $(cat "$DEMO/fit-response.json" 2>/dev/null)"
   "$PY" -c 'import json, sys; r = json.load(open(sys.argv[1]))
@@ -267,7 +277,7 @@ print("    fitted:", ", ".join(f"{k}={r[k]}" for k in ("name", "algorithm", "ver
   step "scoring manifests/samples/data/score.csv with curl"
   "$PY" "$ROOT/scripts/demo_data.py" detect-body "$DATA/score.csv" >"$DEMO/score.json"
   echo "    curl -X POST $URL/v1/models/$model/detect -d '{\"instances\": [[75.96, 10.3, 5], ...]}'"
-  curl -fsS --max-time 60 -X POST -H 'content-type: application/json' \
+  curl -sS --fail-with-body --max-time 60 -X POST -H 'content-type: application/json' \
     --data @"$DEMO/score.json" "$URL/v1/models/$model/detect" >"$DEMO/score-response.json" \
     || die "scoring failed: $(cat "$DEMO/score-response.json" 2>/dev/null)"
   "$PY" "$ROOT/scripts/demo_data.py" report "$DATA/score.csv" "$DEMO/score-response.json" \

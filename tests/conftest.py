@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.support.redis_servers",
     "tests.support.redis_topologies",
     "tests.support.postgres_servers",
+    "tests.support.argocd",
 ]

@@ -1,9 +1,12 @@
 """``pynomaly-detector serve``: uvicorn with the performance guide's server settings.
 
 The parent process prepares Prometheus multiprocess mode (a fresh directory, set in the
-environment *before* any worker imports ``prometheus_client``), optionally serves
-``/metrics`` on ``metrics_port`` itself (so a scrape never queues behind scoring work), and
-runs uvicorn's supervisor with the app factory ``pynomaly_detector.api.app:from_environment``.
+environment *before* any worker imports ``prometheus_client``) and a directory for the
+workers' status reports, serves ``/livez``, ``/readyz`` and ``/metrics`` on ``metrics_port``
+itself (``probes``: a probe or scrape never queues behind clients), and runs uvicorn's
+supervisor with the app factory ``pynomaly_detector.api.app:from_environment`` and the
+guarded HTTP protocol (``protocol``: read deadline, concurrency counted in requests). Both
+directories are removed on exit, SIGTERM included.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import tempfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import FrameType
+
+from pynomaly_detector import probes
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -28,29 +33,6 @@ def _multiprocess_dir() -> Path:
         stale.unlink()
     os.environ[MULTIPROC_ENV] = str(path)
     return path
-
-
-def _serve_metrics(host: str, port: int) -> ThreadingHTTPServer:
-    from pynomaly_detector import metrics
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.split("?", 1)[0] != "/metrics":
-                self.send_error(404)
-                return
-            body = metrics.exposition()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-    return server
 
 
 def serve(argv: list[str]) -> int:
@@ -67,14 +49,29 @@ def serve(argv: list[str]) -> int:
             os.environ[f"PYNOMALY_{name.upper()}"] = str(value)
 
     directory = _multiprocess_dir()
+    status_dir = Path(tempfile.mkdtemp(prefix="pynomaly-workers-"))
+    os.environ[probes.STATUS_DIR_ENV] = str(status_dir)
     from pynomaly_detector import logs
+    from pynomaly_detector.protocol import PROTOCOL
     from pynomaly_detector.settings import Settings
 
     settings = Settings()
     logs.configure(settings.log_level)
-    metrics_server = (
-        _serve_metrics(settings.host, settings.metrics_port) if settings.metrics_port else None
+    probe_server = (
+        probes.ProbeServer(settings.host, settings.metrics_port, status_dir).start()
+        if settings.metrics_port
+        else None
     )
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        # uvicorn handles SIGTERM while it serves and raises it again when it is done: this
+        # handler then runs instead of the default one, so the clean-up below still happens.
+        if probe_server is not None:
+            probe_server.draining = True
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    if probe_server is not None:
+        probe_server.watch_sigterm()
     import uvicorn
 
     log_config = dict(logs.LOG_CONFIG)
@@ -86,6 +83,7 @@ def serve(argv: list[str]) -> int:
             host=settings.host,
             port=settings.port,
             workers=settings.workers,
+            http=PROTOCOL,
             timeout_keep_alive=settings.timeout_keep_alive,
             # A single process has no supervisor to restart it: recycle only with workers > 1.
             limit_max_requests=(settings.max_requests or None) if settings.workers > 1 else None,
@@ -99,8 +97,9 @@ def serve(argv: list[str]) -> int:
             lifespan="on",
         )
     finally:
-        if metrics_server is not None:
-            metrics_server.shutdown()
+        if probe_server is not None:
+            probe_server.stop()
+        shutil.rmtree(status_dir, ignore_errors=True)
         if not os.environ.get("PYNOMALY_KEEP_METRICS_DIR"):
             shutil.rmtree(directory, ignore_errors=True)
     return 0

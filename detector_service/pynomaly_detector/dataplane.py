@@ -14,6 +14,7 @@ render it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -35,8 +36,10 @@ from pynomaly_detector.registry.models import (
     ModelNotFoundError,
     Models,
     check_name,
+    identity,
 )
-from pynomaly_detector.registry.store import ModelStore
+from pynomaly_detector.registry.signing import ArtifactRejectedError
+from pynomaly_detector.registry.store import ModelStore, StoreUnavailableError
 from pynomaly_detector.registry.versions import AnomalyRecord, ModelVersion
 from pynomaly_detector.scoring import rows as rowing
 from pynomaly_detector.scoring.scorer import RowKey, RowScorer
@@ -57,6 +60,10 @@ log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float64]
 Announce = Callable[[str], Awaitable[None]]
 """Tells the other processes that a model changed (Redis pub/sub)."""
+
+ANOMALY_LOG_FLUSH_SECONDS = 5.0
+"""At shutdown, after uvicorn's graceful wait: how long the anomaly log may keep retrying
+(inside the pod's grace period, which the operator sets above graceful + drain time)."""
 
 PING_TIMEOUT = 0.5
 """Seconds a dependency may take to answer /readyz: kubelet's probe timeout is 1 s by default."""
@@ -100,6 +107,7 @@ class DataPlane:
         self._rows_scored: dict[str, Any] = {}
         self.declared_ready = not settings.model_name
         """False until the declared model (if any) is loaded."""
+        metrics.DECLARED_MODEL_LOADED.set(0 if settings.model_name else 1)
         self.warm = not settings.cache_warmup
         """False until warm-up has loaded stored models."""
         self.draining = False
@@ -125,9 +133,25 @@ class DataPlane:
         if self.settings.model_name and not self.declared_ready:
             await self.ensure_declared()
             self.declared_ready = True
+            metrics.DECLARED_MODEL_LOADED.set(1)
         if not self.warm:
             await self.models.warmup(self.settings.cache_model_max_models)
             self.warm = True
+
+    async def revalidate_forever(self) -> None:
+        """Every ``cache_revalidate_seconds``: notice models changed by other processes.
+
+        This is what keeps every worker and replica on the newest version in every Redis
+        mode (none and cluster have no pub/sub; pub/sub loses messages while Redis is down).
+        """
+        interval = self.settings.cache_revalidate_seconds
+        if interval <= 0:
+            return
+        while True:
+            # While the store is down, keep serving what this process knows.
+            with contextlib.suppress(StoreUnavailableError):
+                await self.models.revalidate()
+            await asyncio.sleep(interval)
 
     async def prepare_until_done(self) -> None:
         """``prepare`` retried with backoff (the store may come up later) until it succeeds."""
@@ -136,7 +160,7 @@ class DataPlane:
             try:
                 await self.prepare()
             except Exception as error:  # retried: the store may come up later
-                self.preparing_error = f"{type(error).__name__}: {error}"
+                self.preparing_error = _public_reason(error)
                 log.warning("model preparation failed, retrying in %.1fs: %s", delay, error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
@@ -153,19 +177,21 @@ class DataPlane:
         self.draining = True
         await self.scorer.close()
         if self.anomaly_log is not None:
-            await self.anomaly_log.close()
+            await self.anomaly_log.close(grace=ANOMALY_LOG_FLUSH_SECONDS)
         await self.store.close()
         for pool in self._pools:
             pool.shutdown(wait=False, cancel_futures=True)
 
-    async def ensure_declared(self) -> ModelVersion:
-        """Fit the declared model if the store lacks it (one replica fits, others wait)."""
+    async def ensure_declared(self) -> ModelVersion | None:
+        """Fit the declared model if the store lacks it or it was declared differently (one
+        replica fits, others wait); ``None`` when it has no training data and is not stored."""
         return await self.models.declared(declared_model(self.settings))
 
     # readiness -----------------------------------------------------------------------
 
     def ready(self) -> bool:
-        """Ready = not draining, declared model loaded, warm-up done."""
+        """Ready = not draining, declared model loaded (or known to wait for a PUT: it has no
+        training data), warm-up done."""
         return not self.draining and self.declared_ready and self.warm
 
     async def dependencies(self) -> dict[str, str]:
@@ -188,6 +214,8 @@ class DataPlane:
             "draining": self.draining,
             "declared_model": self.settings.model_name or None,
             "declared_model_loaded": self.declared_ready,
+            "declared_model_state": self._declared_state(),
+            "declared_model_version": self.models.known.get(self.settings.model_name),
             "warm": self.warm,
             "models": self.loaded,
             **dependencies,
@@ -195,6 +223,14 @@ class DataPlane:
         if self.preparing_error:
             body["detail"] = self.preparing_error
         return body
+
+    def _declared_state(self) -> str | None:
+        name = self.settings.model_name
+        if not name:
+            return None
+        if name in self.models.known:
+            return "loaded"
+        return "not_fitted" if self.declared_ready else "loading"
 
     # models ------------------------------------------------------------------------
 
@@ -215,7 +251,7 @@ class DataPlane:
             contamination=contamination,
             data=data,
         )
-        self.scorer.forget(name, keep_version=model.meta.version)
+        self.scorer.forget(name, keep=identity(model.meta))
         if self._announce is not None:
             await self._announce(name)
         return model.meta
@@ -267,11 +303,14 @@ class DataPlane:
     async def detect_matrix(self, model: LoadedModel, values: FloatArray) -> Detection:
         """Score a validated (n, d) float64 matrix."""
         meta = model.meta
-        scores = await self.scorer.score(meta.name, meta.version, model.detector, values)
+        scores = await self.scorer.score(meta.name, identity(meta), model.detector, values)
         counter = self._rows_scored.get(meta.name)
         if counter is None:
             counter = self._rows_scored[meta.name] = metrics.ROWS_SCORED.labels(meta.name)
         counter.inc(len(values))
+        flagged_count = int(np.count_nonzero(scores > meta.threshold))
+        if flagged_count:
+            metrics.ANOMALIES.labels(meta.name).inc(flagged_count)
         if self.anomaly_log is not None:
             _log_anomalies(self.anomaly_log, meta, scores, values)
         return Detection(model, scores)
@@ -296,6 +335,7 @@ def declared_model(settings: Settings) -> DeclaredModel:
         training_path=settings.model_training_path,
         training_url=settings.model_training_url,
         max_training_rows=settings.model_max_training_rows,
+        max_features=settings.model_max_features,
     )
 
 
@@ -309,18 +349,6 @@ def build(
     """Compose a data plane: thread pools, caches, registry, row scorer, anomaly log."""
     scoring_pool = ThreadPoolExecutor(settings.scoring_threads, thread_name_prefix="pynomaly-score")
     fit_pool = ThreadPoolExecutor(1, thread_name_prefix="pynomaly-fit")
-    models = Models(
-        store,
-        signing_key=settings.artifact_signing_key.get_secret_value().encode(),
-        fit_pool=fit_pool,
-        lookups=TTLCache(max_size=4096, ttl=settings.cache_query_ttl_seconds, level="l3"),
-        loaded=TTLCache(
-            max_size=settings.cache_model_max_models,
-            ttl=settings.cache_memory_ttl_seconds,
-            level="l1_models",
-            sliding=True,
-        ),
-    )
     scorer = RowScorer(
         executor=scoring_pool,
         l1=TTLCache[RowKey, float](
@@ -333,6 +361,22 @@ def build(
         max_wait=settings.batch_max_wait_ms / 1000.0,
         max_concurrency=settings.batch_max_concurrency,
         inline_rows=settings.scoring_inline_max_rows,
+    )
+    models = Models(
+        store,
+        signing_key=settings.artifact_signing_key.get_secret_value().encode(),
+        fit_pool=fit_pool,
+        lookups=TTLCache(max_size=4096, ttl=settings.cache_query_ttl_seconds, level="l3"),
+        loaded=TTLCache(
+            max_size=settings.cache_model_max_models,
+            ttl=settings.cache_memory_ttl_seconds,
+            level="l1_models",
+            sliding=True,
+            # The declared model is what the deployment is for: never evicted, never idle.
+            keep=lambda key: key[0] == settings.model_name,
+        ),
+        on_replaced=scorer.forget,
+        keep_versions=settings.model_keep_versions,
     )
     anomaly_log = (
         AnomalyLog(store, max_queue=settings.anomaly_log_queue_size)
@@ -350,13 +394,22 @@ def build(
     )
 
 
-def training_from_instances(instances: Any, *, max_rows: int) -> datasets.TrainingData:
+def training_from_instances(
+    instances: Any, *, max_rows: int, max_features: int = datasets.MAX_FEATURES
+) -> datasets.TrainingData:
     """JSON ``instances`` as training data (validated like scoring rows)."""
-    values = rowing.matrix(instances, n_features=None, max_rows=max_rows)
+    values = rowing.matrix(instances, n_features=None, max_rows=max_rows, max_features=max_features)
     if len(values) < 2:
         raise InvalidInputError("fitting needs at least 2 rows")
     features = [f"f{index}" for index in range(values.shape[1])]
     return datasets.TrainingData(values, features, len(values), sampled=False)
+
+
+def _public_reason(error: Exception) -> str:
+    """What /readyz may show about a failure: our own messages, never a driver's text."""
+    if isinstance(error, InvalidInputError | StoreUnavailableError | ArtifactRejectedError):
+        return f"{type(error).__name__}: {error}"
+    return f"{type(error).__name__} (details in the service log)"
 
 
 def _log_anomalies(

@@ -21,6 +21,10 @@ import pandas as pd
 from pynomaly_detector.detectors.errors import InvalidInputError
 
 CHUNK_ROWS = 50_000
+CHUNK_VALUES = 2_000_000
+"""A chunk holds at most this many values (16 MB as float64), however wide the rows are."""
+MAX_FEATURES = 10_000
+"""Default widest row (columns) accepted; ``PYNOMALY_MODEL_MAX_FEATURES``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,18 +60,32 @@ def read_csv(
     source: str | Path | IO[bytes],
     *,
     max_rows: int,
+    max_features: int = MAX_FEATURES,
     chunk_rows: int = CHUNK_ROWS,
     seed: int = 0,
 ) -> TrainingData:
-    """Parse ``source`` (a path or a binary file object positioned at its start)."""
+    """Parse ``source`` (a path or a binary file object positioned at its start).
+
+    The width is checked on the first line, before any matrix is built: more than
+    ``max_features`` columns is an ``InvalidInputError``. Chunks hold at most
+    ``CHUNK_VALUES`` values, so wide rows mean fewer rows per chunk, not more memory.
+    """
     # Closed in the finally below when we opened it.
     handle: IO[bytes] = Path(source).open("rb") if isinstance(source, str | Path) else source  # noqa: SIM115
     try:
-        first = handle.readline().decode("utf-8", errors="replace")
+        # A line of max_features numbers fits in 64 bytes per value; longer is too wide anyway.
+        first = handle.readline(max_features * 64 + 2).decode("utf-8", errors="replace")
         handle.seek(0)
         if not first.strip():
             raise InvalidInputError("the CSV is empty")
+        width = first.count(",") + 1
+        if width > max_features or (not first.endswith("\n") and len(first) > max_features * 64):
+            raise InvalidInputError(
+                f"the CSV has more than {max_features} columns"
+                " (the limit is PYNOMALY_MODEL_MAX_FEATURES)"
+            )
         header = 0 if _has_header(first) else None
+        chunk_rows = max(1, min(chunk_rows, CHUNK_VALUES // width))
         return _read(handle, header=header, max_rows=max_rows, chunk_rows=chunk_rows, seed=seed)
     finally:
         if isinstance(source, str | Path):
@@ -152,14 +170,16 @@ class NoTrainingSourceError(InvalidInputError):
     """A declared model has neither a training path nor a training URL."""
 
 
-def read_source(*, path: str, url: str, max_rows: int) -> TrainingData:
+def read_source(
+    *, path: str, url: str, max_rows: int, max_features: int = MAX_FEATURES
+) -> TrainingData:
     """Training rows from a CSV file ``path``, else downloaded from the http(s) ``url``.
 
     Blocking (file and network I/O): callers run it in a thread. The download is spooled to
     an anonymous temporary file, so memory stays bounded by ``max_rows`` like a local file.
     """
     if path:
-        return read_csv(path, max_rows=max_rows)
+        return read_csv(path, max_rows=max_rows, max_features=max_features)
     if url:
         import tempfile
         import urllib.request
@@ -172,7 +192,7 @@ def read_source(*, path: str, url: str, max_rows: int) -> TrainingData:
                 while block := response.read(1 << 20):
                     spool.write(block)
             spool.seek(0)
-            return read_csv(spool, max_rows=max_rows)
+            return read_csv(spool, max_rows=max_rows, max_features=max_features)
     raise NoTrainingSourceError(
         "the declared model needs PYNOMALY_MODEL_TRAINING_PATH or PYNOMALY_MODEL_TRAINING_URL"
     )

@@ -11,7 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import weakref
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 from prometheus_client import (
@@ -82,6 +85,83 @@ STORE_ERRORS = Counter(
     "pynomaly_store_errors_total", "Model store failures by operation.", ["operation"]
 )
 
+# Operations (alert rules, dashboard): what a model is expected to flag, what it flags, and
+# the state of the parts the rules watch. Per-model gauges keep the highest value over live
+# workers, so a worker that has not loaded the model yet does not hide it.
+ANOMALIES = Counter(
+    "pynomaly_anomalies_total", "Rows scored above the model's threshold, by model.", ["model"]
+)
+MODEL_CONTAMINATION = Gauge(
+    "pynomaly_model_contamination",
+    "Contamination the loaded model was fitted with: the expected share of anomalies.",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+MODEL_VERSION = Gauge(
+    "pynomaly_model_version",
+    "Newest version of the model loaded in a live worker.",
+    ["model"],
+    multiprocess_mode="livemax",
+)
+MODEL_THRESHOLD = Gauge(
+    "pynomaly_model_threshold",
+    "Decision threshold of the model version loaded (rows scoring above it are anomalies).",
+    ["model", "version"],
+    multiprocess_mode="livemax",
+)
+DECLARED_MODEL_LOADED = Gauge(
+    "pynomaly_declared_model_loaded",
+    "0 while a live worker has not loaded the declared model (PYNOMALY_MODEL_NAME), else 1.",
+    multiprocess_mode="livemin",
+)
+L2_CIRCUIT_OPEN = Gauge(
+    "pynomaly_l2_circuit_open",
+    "1 while a worker bypasses Redis (L2) after a failure, until a call succeeds again.",
+    multiprocess_mode="livemax",
+)
+DB_POOL_CONNECTIONS = Gauge(
+    "pynomaly_db_pool_connections",
+    "Database pool connections by state (in_use, idle), summed over workers.",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+DB_POOL_MAX_CONNECTIONS = Gauge(
+    "pynomaly_db_pool_max_connections",
+    "Most connections the database pools may open, summed over workers.",
+    multiprocess_mode="livesum",
+)
+
+_samplers: list[weakref.WeakMethod[Callable[[], None]]] = []
+
+
+def add_sampler(method: Callable[[], None]) -> None:
+    """Call the bound ``method`` at every sample (every 10 s and at each scrape in-process).
+
+    Held weakly: a sampler disappears with its object (tests create many stores).
+    """
+    _samplers.append(weakref.WeakMethod(method))
+
+
+class _Version(Protocol):
+    # registry.versions.ModelVersion (frozen), without importing the registry into this leaf.
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def contamination(self) -> float: ...
+    @property
+    def threshold(self) -> float: ...
+
+
+def model_loaded(meta: _Version) -> None:
+    """Record a model version a worker has just loaded (fitted or read from the store)."""
+    ANOMALIES.labels(meta.name)  # exported as 0 from the start: "no anomalies" is a rate too
+    MODEL_VERSION.labels(meta.name).set(meta.version)
+    MODEL_CONTAMINATION.labels(meta.name).set(meta.contamination)
+    MODEL_THRESHOLD.labels(meta.name, str(meta.version)).set(meta.threshold)
+
+
 _PID_FILE = re.compile(r"_(\d+)\.db$")
 
 
@@ -103,8 +183,14 @@ def exposition() -> bytes:
 
 
 def sample_memory() -> None:
-    """Record this process's resident memory."""
+    """Record this process's resident memory and run the registered samplers."""
     MEMORY_USAGE.set(psutil.Process().memory_info().rss)
+    for reference in list(_samplers):
+        sampler = reference()
+        if sampler is None:
+            _samplers.remove(reference)
+        else:
+            sampler()
 
 
 def _forget_dead_workers(directory: Path) -> None:

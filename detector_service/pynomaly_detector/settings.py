@@ -35,14 +35,20 @@ class Settings(BaseSettings):
     """HTTP port of the API."""
     metrics_port: int = Field(default=9090, ge=0, le=65535)
     """Port of a separate ``/metrics`` listener in the parent process; 0 = only the main port."""
+    grpc_port: int = Field(default=0, ge=0, le=65535)
+    """Port of the Open Inference Protocol v2 gRPC API (``inference.GRPCInferenceService``),
+    served by every worker beside HTTP; 0 = off."""
     workers: int = Field(default=4, ge=1, le=64)
     """uvicorn worker processes."""
     timeout_keep_alive: int = Field(default=65, ge=1)
     """Seconds an idle keep-alive connection stays open (above the load balancer's idle timeout)."""
     request_timeout_seconds: float = Field(default=30.0, gt=0)
     """Deadline of one request; a request still running then is answered 504."""
-    max_requests: int = Field(default=1000, ge=0)
-    """Requests a worker serves before it is recycled (0 = never)."""
+    max_requests: int = Field(default=0, ge=0)
+    """Requests a worker serves before it is recycled (0 = never, the default: caches are
+    bounded, so there is nothing to reclaim, and a recycled worker re-imports PyOD, reopens
+    its pools, reloads its models and loses L1; at 1,000 it restarted every 0.1-0.4 s under
+    load)."""
     max_requests_jitter: int = Field(default=50, ge=0)
     """Random extra requests per worker so that workers do not all recycle at once."""
     backlog: int = Field(default=2048, ge=1)
@@ -51,8 +57,21 @@ class Settings(BaseSettings):
     """Concurrent connections+tasks per worker before uvicorn answers 503."""
     graceful_shutdown_seconds: int = Field(default=25, ge=1)
     """Seconds uvicorn waits for in-flight requests after SIGTERM (below the pod's grace period)."""
-    shutdown_drain_seconds: float = Field(default=0.0, ge=0)
-    """After SIGTERM: seconds /readyz fails while still serving, before uvicorn stops listening."""
+    drain_seconds: float = Field(default=5.0, ge=0)
+    """After SIGTERM: seconds readiness fails while the service keeps serving (so endpoints
+    are removed first), before uvicorn stops listening and finishes in-flight requests
+    (``spec.server.drainSeconds``)."""
+    request_read_timeout_seconds: float = Field(default=15.0, gt=0)
+    """Seconds a client has to send a whole request (headers and body) once it starts;
+    slower requests get 408 and their connection is closed (slowloris)."""
+
+    api_token_file: str = ""
+    """File of bearer tokens, one per line (``#`` comments and blank lines ignored; several
+    for rotation; re-read when it changes). Model management (PUT, DELETE, anomalies)
+    requires one; empty = development mode, no authentication (logged at start)."""
+    scoring_auth: Literal["none", "token"] = "none"
+    """``token``: scoring (REST and gRPC) and model reads need a bearer token too (from
+    ``api_token_file``); ``none``: scoring is open to what the NetworkPolicy admits."""
 
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     """Largest request body accepted (uploads included); larger bodies get 413."""
@@ -72,7 +91,8 @@ class Settings(BaseSettings):
     other models use the thread pool, so a big call never stalls other requests' I/O
     (0 = always the pool)."""
     scoring_threads: int = Field(default=2, ge=1)
-    """Threads of the pool that runs model calls (fits and scoring) off the event loop."""
+    """Threads of the pool that runs scoring calls off the event loop (fits have their own
+    single thread, so a long fit never delays scoring)."""
 
     cache_memory_max_size: int = Field(default=1000, ge=0)
     """L1: most cached row scores kept in process (0 disables the L1 result cache: for traffic
@@ -80,14 +100,18 @@ class Settings(BaseSettings):
     rows/s)."""
     cache_memory_ttl_seconds: float = Field(default=300, ge=0)
     """L1: seconds a cached row score (and an idle loaded model) stays in process."""
-    cache_model_max_models: int = Field(default=16, ge=1)
-    """L1: most loaded models kept in process (LRU)."""
+    cache_model_max_models: int = Field(default=100, ge=1)
+    """L1: most loaded models kept in process (LRU; the declared model is never evicted)."""
     cache_redis_ttl_seconds: int = Field(default=3600, ge=1)
     """L2: seconds a row score stays in Redis."""
     cache_redis_key_prefix: str = "pynomaly:"
     """L2: prefix of every Redis key this service writes."""
     cache_query_ttl_seconds: float = Field(default=1800, ge=0)
     """L3: seconds a registry lookup (latest version of a model) is reused without the store."""
+    cache_revalidate_seconds: float = Field(default=1.0, ge=0)
+    """Seconds between reads of the store's change counter (one small read per process): a
+    model replaced or deleted elsewhere stops serving within this bound in every worker and
+    replica, whatever the Redis mode (0 = never: only Redis pub/sub and the L3 TTL)."""
     cache_warmup: bool = True
     """Load every stored model at start so the first requests do not pay for loading."""
 
@@ -105,6 +129,9 @@ class Settings(BaseSettings):
     """Socket timeout of cache calls: a slow Redis is bypassed rather than waited for."""
     redis_backoff_max_seconds: float = Field(default=10.0, gt=0)
     """Longest pause of the L2 circuit breaker before it probes a failed Redis again."""
+    redis_max_connections: int = Field(default=50, ge=1)
+    """Most Redis connections per worker (per node in cluster mode); a caller waits up to the
+    socket timeout for a free one, then the cache is bypassed for that call."""
 
     database_url: str = ""
     """``postgresql://user@host:port/db`` (via PgBouncer); empty = embedded directory store."""
@@ -116,6 +143,8 @@ class Settings(BaseSettings):
     """asyncpg pool: most connections per worker."""
     database_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     """Timeout of one database connect / command."""
+    database_pool_acquire_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Longest wait for a free pooled connection when every one is busy."""
 
     model_dir: str = "./models"
     """Directory of the embedded model store (used when ``database_url`` is empty)."""
@@ -136,6 +165,12 @@ class Settings(BaseSettings):
     """http(s) URL of a CSV with the declared model's training rows."""
     model_max_training_rows: int = Field(default=1_000_000, ge=10)
     """Training rows beyond this are reservoir-sampled (recorded in the model's metadata)."""
+    model_keep_versions: int = Field(default=10, ge=0)
+    """Stored versions kept per model, newest first; older ones are deleted after each fit
+    (the newest, which is the one served, is never deleted; 0 = keep every version)."""
+    model_max_features: int = Field(default=10_000, ge=1, le=100_000)
+    """Widest training row (columns) a fit accepts, checked on the CSV's first line or the
+    JSON row lengths before any matrix is built (wider: 422)."""
 
     rate_limit_requests_per_second: float = Field(default=0, ge=0)
     """Per-client request rate (shared through Redis when configured); 0 = off."""
@@ -180,6 +215,8 @@ class Settings(BaseSettings):
         ):
             msg = "PYNOMALY_ARTIFACT_SIGNING_KEY must be a real secret (>= 16 chars) in production"
             raise ValueError(msg)
+        if self.scoring_auth == "token" and not self.api_token_file:
+            raise ValueError("PYNOMALY_SCORING_AUTH=token needs PYNOMALY_API_TOKEN_FILE")
         if self.redis_mode == "sentinel" and not self.redis_sentinels:
             raise ValueError(
                 "PYNOMALY_REDIS_SENTINELS is required when PYNOMALY_REDIS_MODE=sentinel"

@@ -3,9 +3,10 @@
 The spec and status are defined once, in ``pynomaly_operator.specs``; this module turns
 pydantic's JSON schema into a *structural* OpenAPI v3 schema the API server accepts:
 ``$ref`` inlined, ``anyOf [X, null]`` collapsed to ``X``, draft-2020 exclusive bounds turned
-into OpenAPI 3.0 booleans, free-form maps marked ``x-kubernetes-preserve-unknown-fields``,
-and ``default: {}`` on every nested object whose fields all have defaults, so the API server
-fills in the whole tree of performance-guide defaults.
+into OpenAPI 3.0 booleans, free-form maps marked ``x-kubernetes-preserve-unknown-fields``
+(maps with a value type keep it as ``additionalProperties``), and ``default: {}`` on every
+nested object whose fields all have defaults, so the API server fills in the whole tree of
+performance-guide defaults.
 
 ``python -m pynomaly_operator.crdgen``           writes ``crds/anomalydetectors.pynomaly.io.yaml``
 ``python -m pynomaly_operator.crdgen --check``   exits 1 when the committed file is stale
@@ -23,13 +24,16 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import pydantic_core
 import yaml
+from pydantic import json_schema
 
 from pynomaly_operator import naming
 from pynomaly_operator.specs import base, detector
 
 CRD_FILE = f"{naming.PLURAL}.{naming.GROUP}.yaml"
-_DROP = {"title", "discriminator"}
+# Not part of a structural schema: map keys are checked by CEL rules instead.
+_DROP = {"title", "discriminator", "propertyNames"}
 # Named "Kustomization" (a name kustomize accepts) rather than kustomization.yaml so that
 # `kubectl apply -f crds/`, which reads only *.yaml/*.yml/*.json files, still just works.
 KUSTOMIZATION_FILE = "Kustomization"
@@ -75,8 +79,12 @@ def _structural(node: dict[str, Any]) -> dict[str, Any]:
             node[plain] = node[bound]
             node[bound] = True
     if node.get("type") == "object" and "properties" not in node:
-        node.pop("additionalProperties", None)
-        node["x-kubernetes-preserve-unknown-fields"] = True
+        values = node.get("additionalProperties")
+        if isinstance(values, dict) and "type" in values:
+            pass  # a typed map: the API server checks every value (e.g. a quantity string)
+        else:
+            node.pop("additionalProperties", None)
+            node["x-kubernetes-preserve-unknown-fields"] = True
     if node.get("type") == "object" and "properties" in node:
         node.pop("additionalProperties", None)
         for prop in node["properties"].values():
@@ -103,8 +111,29 @@ def _materialize(node: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _FactoryDefaults(json_schema.GenerateJsonSchema):
+    """pydantic's schema generator, plus the defaults made by ``default_factory``.
+
+    pydantic leaves those out of the schema; the CRD must carry them, or the API server
+    fills in a different default than the operator assumes (a Postgres volume of 8Gi from the
+    nested model's default instead of the 20Gi the factory makes).
+    """
+
+    def get_default_value(self, schema: Any) -> Any:
+        factory = schema.get("default_factory")
+        if factory is not None and not schema.get("default_factory_takes_data"):
+            return factory()
+        return super().get_default_value(schema)
+
+    def encode_default(self, dft: Any) -> Any:
+        # Models (also inside lists) as the API server stores them: camelCase, no nulls.
+        return pydantic_core.to_jsonable_python(dft, by_alias=True, exclude_none=True)
+
+
 def _schema(model: type[base.SpecModel]) -> dict[str, Any]:
-    raw = model.model_json_schema(by_alias=True, mode="validation")
+    raw = model.model_json_schema(
+        by_alias=True, mode="validation", schema_generator=_FactoryDefaults
+    )
     defs = raw.pop("$defs", {})
     resolved: dict[str, Any] = _resolve(raw, defs)
     return resolved

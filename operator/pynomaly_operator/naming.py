@@ -40,6 +40,10 @@ CONFIG_HASH_ANNOTATION = "pynomaly.io/config-hash"
 # Annotation on pod templates that read generated Secrets: hash of those Secrets' UIDs, so a
 # Secret deleted by hand and re-created (new value, new UID) rolls exactly its consumers.
 SECRETS_HASH_ANNOTATION = "pynomaly.io/secrets-hash"
+# Annotation on a generated Secret that must outlive the resource (the signing key while the
+# model data it signs is retained): applied without an owner reference, so garbage
+# collection leaves it when the resource is deleted.
+RETAIN_ANNOTATION = "pynomaly.io/retain-on-delete"
 
 # Component label values.
 COMPONENT_DETECTOR = "detector"
@@ -78,6 +82,11 @@ class Names:
     def signing_key_secret(self) -> str:
         """Generated Secret holding the artifact signing key (key ``signing-key``)."""
         return f"{self.instance}-signing-key"
+
+    @property
+    def api_token_secret(self) -> str:
+        """Generated Secret holding the scoring API bearer token(s) (key ``token``)."""
+        return f"{self.instance}-api-token"
 
     @property
     def endpoint(self) -> str:

@@ -22,6 +22,10 @@ class OperatorSettings(pydantic_settings.BaseSettings):
         use_attribute_docstrings=True,  # each field's docstring is its description
     )
 
+    report_served_model: bool = True
+    """Ask each ready detector which model version it serves (``status.model.version``);
+    takes effect only in a cluster (a local operator cannot reach ClusterIP Services)."""
+
     resync_seconds: float = pydantic.Field(default=15.0, gt=0)
     """Seconds between resyncs of every known resource: a missed watch event is corrected
     and a generated Secret deleted by hand is re-created within this interval."""

@@ -52,3 +52,18 @@ def test_reservoir_sampling_bounds_memory_and_records_it() -> None:
 def test_malformed(body: bytes, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         datasets.read_csv(io.BytesIO(body), max_rows=100)
+
+
+def test_a_csv_wider_than_the_limit_is_refused_from_its_first_line() -> None:
+    """2 rows x 30,000 columns: refused before pandas parses anything."""
+    line = ",".join(["1.5"] * 30_000)
+    body = io.BytesIO(f"{line}\n{line}\n".encode())
+    with pytest.raises(InvalidInputError, match="more than 10000 columns"):
+        datasets.read_csv(body, max_rows=100)
+
+
+def test_wide_rows_are_read_in_smaller_chunks() -> None:
+    line = ",".join(["1.5"] * 5_000)
+    body = io.BytesIO(("\n".join([line] * 900) + "\n").encode())
+    data = datasets.read_csv(body, max_rows=1000)
+    assert data.values.shape == (900, 5_000)

@@ -34,10 +34,20 @@ def test_every_contract_name_is_a_field() -> None:
 def test_defaults_of_the_contract() -> None:
     settings = Settings()
     assert (settings.host, settings.port, settings.metrics_port) == ("127.0.0.1", 8000, 9090)
-    assert (settings.workers, settings.timeout_keep_alive, settings.max_requests) == (4, 65, 1000)
+    assert (settings.workers, settings.timeout_keep_alive) == (4, 65)
     assert settings.cache_memory_max_size == 1000
     assert settings.cache_redis_key_prefix == "pynomaly:"
     assert settings.redis_mode == "none"
+
+
+def test_production_defaults_serve() -> None:
+    """Defaults the performance guide and a loaded service need: no worker recycling (it
+    restarted workers every 0.1-0.4 s under load), bounded pools, a model cache of 100."""
+    settings = Settings()
+    assert settings.max_requests == 0
+    assert settings.redis_max_connections == 50
+    assert settings.database_pool_acquire_timeout_seconds == 30.0
+    assert settings.cache_model_max_models == 100
 
 
 def test_every_field_has_a_docstring() -> None:

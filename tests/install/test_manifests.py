@@ -114,7 +114,13 @@ def test_operator_namespace_enforces_restricted_pod_security(base: list[dict[str
     assert ns["metadata"]["name"] == NAMESPACE
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     for doc in base:
-        if doc["kind"] not in {"Namespace", "ClusterRole", "ClusterRoleBinding"}:
+        if doc["kind"] not in {
+            "Namespace",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+        }:
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["metadata"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
+import pydantic
 import pytest
 import yaml
 
@@ -31,6 +32,16 @@ UPDATE = golden.UPDATE
 
 CASES: dict[str, dict[str, Any]] = {
     "defaults": {"redis": {"mode": "none"}, "postgres": {"mode": "managed"}},
+    "operations": {
+        "redis": {"mode": "none"},
+        "autoscaling": {
+            "metrics": [
+                {"type": "RequestsPerSecond", "targetAverageValue": "200"},
+                {"type": "InFlightRequests", "targetAverageValue": "32"},
+            ]
+        },
+        "monitoring": {"enabled": True, "kind": "PodMonitor", "rules": True},
+    },
     "custom": {
         "image": "registry.example/pynomaly/detector:9.9",
         "model": {
@@ -51,7 +62,7 @@ CASES: dict[str, dict[str, Any]] = {
             "maxReplicas": 4,
             "behavior": {"scaleUp": {"stabilizationWindowSeconds": 0}},
         },
-        "server": {"workers": 2, "maxRequests": 0, "maxRequestsJitter": 0},
+        "server": {"workers": 2, "maxRequests": 0, "maxRequestsJitter": 0, "grpcPort": 9000},
         "cache": {"memory": {"maxSize": 10}, "warmup": False},
         "rateLimit": {"requestsPerSecond": 100, "burst": 20},
         "logLevel": "debug",
@@ -75,7 +86,7 @@ def rendered(case: str) -> list[dict[str, Any]]:
     detector = parse(CASES[case])
     names = naming.Names(instance=detector.name, namespace=detector.namespace)
     return [
-        signing_key.secret(names, key="not-a-real-key"),
+        signing_key.secret(names, key="not-a-real-key", retained=signing_key.retained(detector)),
         *detector_builders.before_stores(detector, names),
         *detector_builders.after_stores(
             detector, names, store_env=[{"name": "PYNOMALY_REDIS_MODE", "value": "none"}]
@@ -179,3 +190,98 @@ def test_single_replica_pdb_never_blocks_drains() -> None:
     assert (
         pod_disruption_budget.pod_disruption_budget(detector, names)["spec"]["maxUnavailable"] == 1
     )
+
+
+@pytest.mark.parametrize(
+    ("postgres", "kept"),
+    [
+        ({"mode": "managed"}, True),  # whenDeleted: Retain by default
+        ({"mode": "managed", "persistence": {"whenDeleted": "Delete"}}, False),
+        ({"mode": "managed", "persistence": {"enabled": False}}, False),
+        ({"mode": "external", "external": {"dsnSecretRef": {"name": "pg", "key": "dsn"}}}, True),
+    ],
+)
+def test_signing_key_lives_as_long_as_the_model_data(postgres: dict[str, Any], kept: bool) -> None:
+    detector = parse({"postgres": postgres})
+    assert signing_key.retained(detector) is kept
+
+
+def _ingress(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    names = naming.Names(instance="fraud", namespace="payments")
+    return list(network_policy.network_policy(parse(spec), names)["spec"]["ingress"])
+
+
+def test_by_default_only_this_namespace_scores_and_only_monitoring_scrapes() -> None:
+    scoring, operator, metrics = _ingress({})
+    assert scoring == {
+        "from": [{"podSelector": {"matchLabels": {}}}],  # no namespaceSelector: this namespace
+        "ports": [{"protocol": "TCP", "port": 8000}],
+    }
+    assert operator["ports"] == [{"protocol": "TCP", "port": 8000}]  # reads the served version
+    assert operator["from"] == [
+        {
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": "pynomaly-system"}
+            },
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "pynomaly-operator"}},
+        }
+    ]
+    assert metrics == {
+        "from": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ],
+        "ports": [{"protocol": "TCP", "port": 9090}],
+    }
+
+
+def test_allowed_clients_are_rendered_and_an_empty_list_admits_nobody() -> None:
+    team = {"namespaceSelector": {"matchLabels": {"team": "fraud"}}}
+    app = {"podSelector": {"matchLabels": {"app": "checkout"}}}
+    scoring, _, _ = _ingress({"network": {"allowedClients": [team, app]}})
+    assert scoring["from"] == [team, app]
+    # A rule without peers would admit every source: an empty list renders no scoring rule.
+    rules = _ingress({"network": {"allowedClients": [], "metricsNamespaces": []}})
+    assert [rule["from"][0].get("podSelector") for rule in rules] == [
+        {"matchLabels": {"app.kubernetes.io/name": "pynomaly-operator"}}  # the operator only
+    ]
+
+
+def test_api_token_is_a_generated_secret_mounted_as_the_token_file() -> None:
+    from pynomaly_operator.builders import desired as desired_state
+
+    detector = parse({})
+    names = naming.Names(instance="fraud", namespace="payments")
+    plan = desired_state.desired(detector, names, {}, token=lambda: "t0ken")
+    (token_secret,) = [s for s in plan.secrets if s["metadata"]["name"] == "fraud-api-token"]
+    assert token_secret["data"] == {"token": "dDBrZW4K"}  # base64 of "t0ken\n"
+    (dep,) = [
+        o for o in plan.objects if (o["kind"], o["metadata"]["name"]) == ("Deployment", "fraud")
+    ]
+    pod = dep["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PYNOMALY_API_TOKEN_FILE"] == "/etc/pynomaly/api-token/token"
+    assert "t0ken" not in str(container["env"])  # never a plain env value
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "api-token")
+    volume = next(v for v in pod["volumes"] if v["name"] == "api-token")
+    assert mount["mountPath"] + "/token" == env["PYNOMALY_API_TOKEN_FILE"]
+    assert volume["secret"]["secretName"] == "fraud-api-token"
+
+
+@pytest.mark.parametrize(("drain", "timeout"), [(0, 1), (10, 30), (120, 600)])
+def test_grace_period_covers_drain_longest_request_and_shutdown(drain: int, timeout: int) -> None:
+    """Killed only after: the drain window, the slowest request, then pool close + log flush."""
+    names = naming.Names(instance="fraud", namespace="payments")
+    detector = parse({"server": {"drainSeconds": drain, "timeoutSeconds": timeout}})
+    dep = deployment.deployment(detector, names, config_hash="h")
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == drain + timeout + 10
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["PYNOMALY_DRAIN_SECONDS"] == str(drain)
+    assert "lifecycle" not in pod["containers"][0]  # the service drains on SIGTERM itself
+
+
+def test_grpc_port_is_refused_where_http_or_metrics_listen() -> None:
+    for port in (8000, 9090):
+        with pytest.raises(pydantic.ValidationError, match="grpcPort must differ"):
+            parse({"server": {"grpcPort": port}})

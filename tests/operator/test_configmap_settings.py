@@ -47,3 +47,11 @@ def test_service_accepts_the_rendered_values(
     assert settings.workers == detector.spec.server.workers
     assert settings.model_parameters == dict(detector.spec.model.parameters)
     assert settings.cors_origins == list(detector.spec.cors_origins)
+
+
+def test_body_limit_default_is_the_services() -> None:
+    """An AnomalyDetector that does not set ``server.maxBodyBytes`` serves what the service
+    serves by default (it rendered 10 MiB while the service's own default is 64 MiB)."""
+    detector = specs.AnomalyDetector.from_body({"metadata": {"name": "x", "namespace": "n"}})
+    rendered = configmap.settings(detector)["PYNOMALY_MAX_BODY_BYTES"]
+    assert int(rendered) == Settings.model_fields["max_body_bytes"].default

@@ -167,9 +167,20 @@ class Operator:
 @pytest.fixture(scope="module")
 def crd(kube_cluster: Any) -> None:
     kube_cluster.kubectl("apply", "-f", str(ROOT / "crds" / "anomalydetectors.pynomaly.io.yaml"))
-    kube_cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=30s", "crd/anomalydetectors.pynomaly.io"
-    )
+
+    def established() -> bool:
+        # Polled, not `kubectl wait`: right after creation the CRD has no status.conditions
+        # yet, and kubectl wait fails on that instead of waiting.
+        result = kube_cluster.kubectl(
+            "get",
+            "crd/anomalydetectors.pynomaly.io",
+            "-o",
+            'jsonpath={.status.conditions[?(@.type=="Established")].status}',
+            check=False,
+        )
+        return result.stdout.strip() == "True"
+
+    wait_for("CRD established", established, timeout=30)
 
 
 @pytest.fixture
@@ -246,11 +257,15 @@ def test_sample_creates_children_schedules_on_c5_and_reports_ready(
         ("pdb", "fraud"),
         ("networkpolicy", "fraud"),
         ("configmap", "fraud-config"),
-        ("secret", "fraud-signing-key"),
+        ("secret", "fraud-api-token"),
     ]:
         child = kube.get(kind, name)
         assert child is not None, (kind, name)
         assert child["metadata"]["ownerReferences"][0]["uid"] == uid
+    # The signing key lives as long as the model data (external database here): not owned.
+    key = kube.get("secret", "fraud-signing-key")
+    assert key is not None
+    assert not key["metadata"].get("ownerReferences")
 
     pods = json.loads(
         kube.run("get", "pods", "-l", "app.kubernetes.io/instance=fraud", "-o", "json").stdout
@@ -569,7 +584,8 @@ def _secrets_stamp(kube: Kube, kind: str, name: str) -> str | None:
 def test_deleted_generated_secrets_come_back_at_resync(kube: Kube, operator: Operator) -> None:
     """Secrets are not watched (no list/watch RBAC): the resync checks they exist by name.
 
-    Deleted ones are re-created with the same owner; existing ones are never regenerated.
+    Deleted ones are re-created as they were (owned, or retained with the model data);
+    existing ones are never regenerated.
     The workloads reading a re-created Secret roll (their pods read it at start); the
     others are left alone.
     """
@@ -603,7 +619,12 @@ def test_deleted_generated_secrets_come_back_at_resync(kube: Kube, operator: Ope
         back = wait_for(
             f"secret {name} re-created", lambda name=name: kube.get("secret", name), timeout=45
         )
-        assert back["metadata"]["ownerReferences"][0]["uid"] == uid
+        if name == "fraud-signing-key":
+            # It lives as long as the model data it signs (postgres.persistence.whenDeleted
+            # defaults to Retain): re-created without an owner, like the original.
+            assert not back["metadata"].get("ownerReferences"), back["metadata"]
+        else:
+            assert back["metadata"]["ownerReferences"][0]["uid"] == uid
         assert back["data"] != old[name]  # a new value: the old one is gone for good
     sys.stderr.write(f"secrets re-created in {time.monotonic() - started:.1f}s\n")
     assert (kube.get("secret", "fraud-postgres-auth") or {})["data"] == kept

@@ -167,12 +167,14 @@ def test_status_model_validates_against_its_own_schema() -> None:
 
 
 def test_model_is_the_declared_one_and_nothing_reported_is_carried_over() -> None:
-    """The operator cannot know the fitted version or threshold (they live in the service's
-    registry), so status.model never claims them, not even by copying an old status."""
+    """Only what the service itself reported (``served``) is claimed about the fitted
+    version; compute never copies it from an old status."""
     previous = {"model": {"name": "fraud", "algorithm": "ECOD", "version": 7, "threshold": 0.1}}
     result = compute(parse({"model": {"name": "payments", "algorithm": "HBOS"}}), previous=previous)
     assert result["model"] == {"name": "payments", "algorithm": "HBOS"}
-    assert set(specs.ModelStatus.model_fields) == {"name", "algorithm"}
+    served = {"version": 3, "servedAlgorithm": "HBOS", "threshold": 0.2}
+    reported = compute(parse({"model": {"algorithm": "HBOS"}}), previous=previous, served=served)
+    assert reported["model"] == {"name": "fraud", "algorithm": "HBOS", **served}
 
 
 def test_paused_is_reported() -> None:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import FrameType
 from typing import Any, TypedDict
 
@@ -21,8 +21,8 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.middleware import Middleware
 
-from pynomaly_detector import dataplane, logs, metrics
-from pynomaly_detector.api import errors, middleware
+from pynomaly_detector import dataplane, logs, metrics, probes
+from pynomaly_detector.api import errors, middleware, openapi
 from pynomaly_detector.api.fastpath import ScoringFastPath
 from pynomaly_detector.api.ratelimiting import RateLimiter
 from pynomaly_detector.api.routes import health, inference, models, scoring
@@ -55,6 +55,7 @@ def build_store(settings: Settings) -> ModelStore:
             min_size=settings.database_pool_min_size,
             max_size=settings.database_pool_max_size,
             timeout=settings.database_connect_timeout_seconds,
+            acquire_timeout=settings.database_pool_acquire_timeout_seconds,
         )
     return LocalStore(settings.model_dir)
 
@@ -105,25 +106,43 @@ def create_app(
             if settings.rate_limit_requests_per_second > 0
             else None
         )
+        if not settings.api_token_file:
+            log.warning(
+                "development mode: PYNOMALY_API_TOKEN_FILE is not set, so anyone who reaches "
+                "this port may fit, delete and read the anomaly log of any model"
+            )
         await plane.start()
+        status = probes.WorkerStatus()
         tasks = [
             asyncio.create_task(plane.prepare_until_done(), name="prepare"),
             asyncio.create_task(_sample_memory(), name="memory"),
+            asyncio.create_task(_report(status, plane), name="status"),
+            asyncio.create_task(plane.revalidate_forever(), name="revalidate"),
         ]
         if invalidation is not None:
             tasks.append(
                 asyncio.create_task(invalidation.run(plane.changed_elsewhere), name="invalidation")
             )
-        restore = _drain_on_sigterm(plane, settings) if handle_signals else None
+
+        def drain() -> None:
+            plane.drain()
+            status.draining, status.ready = True, False
+            status.write()  # the probe listener fails readiness now, not at the next beat
+
+        grpc_server = await _start_grpc(settings, plane, limiter)
+        restore = _drain_on_sigterm(drain, settings) if handle_signals else None
         try:
             yield {"settings": settings, "plane": plane, "limiter": limiter}
         finally:
             plane.drain()
             if restore is not None:
                 restore()
+            if grpc_server is not None:  # new RPCs refused, those in flight finish
+                await grpc_server.stop(settings.graceful_shutdown_seconds)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            status.remove()
             await plane.close()
             if redis is not None:
                 with contextlib.suppress(Exception):
@@ -140,6 +159,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     errors.install(app)
+    app.openapi = lambda: openapi.document(app, settings)  # type: ignore[method-assign]  # FastAPI's documented way to replace the document
     # The scoring routes are matched first: route matching is linear in the number of routes.
     app.include_router(scoring.router)
     app.include_router(inference.router)
@@ -151,13 +171,33 @@ def create_app(
     return app
 
 
+async def _report(status: probes.WorkerStatus, plane: DataPlane) -> None:
+    """This worker's report to the probe listener, from its event loop once a second."""
+    while True:
+        status.ready = plane.ready()
+        status.draining = plane.draining
+        status.write()
+        await asyncio.sleep(probes.HEARTBEAT_SECONDS)
+
+
+async def _start_grpc(settings: Settings, plane: DataPlane, limiter: RateLimiter | None) -> Any:
+    """The worker's gRPC server when ``grpc_port`` is set (grpc is imported only then)."""
+    if not settings.grpc_port:
+        return None
+    from pynomaly_detector.api.grpc import server
+    from pynomaly_detector.tokens import TokenFile
+
+    tokens = TokenFile(settings.api_token_file) if settings.scoring_auth == "token" else None
+    return await server.start(settings, plane=plane, tokens=tokens, limiter=limiter)
+
+
 async def _sample_memory() -> None:
     while True:
         metrics.sample_memory()
         await asyncio.sleep(10)
 
 
-def _drain_on_sigterm(plane: DataPlane, settings: Settings) -> Any:
+def _drain_on_sigterm(drain: Callable[[], None], settings: Settings) -> Any:
     """Wrap uvicorn's SIGTERM handler: fail readiness now, stop listening after the drain."""
     try:
         previous = signal.getsignal(signal.SIGTERM)
@@ -168,13 +208,11 @@ def _drain_on_sigterm(plane: DataPlane, settings: Settings) -> Any:
     loop = asyncio.get_running_loop()
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        plane.drain()
-        log.info(
-            "SIGTERM: readiness fails now, shutting down in %ss", settings.shutdown_drain_seconds
-        )
-        if settings.shutdown_drain_seconds > 0:
+        drain()
+        log.info("SIGTERM: readiness fails now, shutting down in %ss", settings.drain_seconds)
+        if settings.drain_seconds > 0:
             loop.call_soon_threadsafe(
-                loop.call_later, settings.shutdown_drain_seconds, previous, signum, frame
+                loop.call_later, settings.drain_seconds, previous, signum, frame
             )
         else:
             previous(signum, frame)

@@ -12,13 +12,15 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from pynomaly_detector.detectors.errors import DetectorError
-from pynomaly_detector.registry.models import ModelNotFoundError
+from pynomaly_detector.registry.models import DeclaredNotFittedError, ModelNotFoundError
 from pynomaly_detector.registry.signing import ArtifactRejectedError
 from pynomaly_detector.registry.store import StoreUnavailableError
 from pynomaly_detector.scoring.rows import TooManyRowsError
+from pynomaly_detector.scoring.tensors import TensorError
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,14 @@ def error_response(
 
 
 _STATUS: list[tuple[type[Exception], int, str]] = [
+    # The client went away mid-body: nobody reads the answer, and it is not a bug to log.
+    (ClientDisconnect, 400, "client_disconnected"),
     (TooManyRowsError, 413, "too_many_rows"),
+    (TensorError, 400, "invalid_tensor"),
     (DetectorError, 422, "invalid_input"),
     (BadRequestError, 400, "bad_request"),
     (BodyTooLargeError, 413, "body_too_large"),
+    (DeclaredNotFittedError, 404, "model_not_fitted"),
     (ModelNotFoundError, 404, "model_not_found"),
     (StoreUnavailableError, 503, "store_unavailable"),
     (ArtifactRejectedError, 503, "artifact_rejected"),

@@ -1,10 +1,11 @@
 """The middleware stack, pure ASGI (no ``BaseHTTPMiddleware``: it costs a task per request).
 
 Outermost first, as the performance guide orders it: security headers, gzip, rate
-limiting, metrics, CORS, request logging; then the body size limit and the request
-deadline closest to the routes. ``stack`` returns them in that order. A feature that is
-off costs nothing: rate limiting and CORS are only installed when configured, gzip only
-wraps responses of clients that accept it, and the access log is batched (``logs``).
+limiting, metrics, CORS, request logging, bearer-token authentication (``auth``); then the
+body size limit and the request deadline closest to the routes. ``stack`` returns them in
+that order. A feature that is off costs nothing: rate limiting, CORS and authentication are
+only installed when configured, gzip only wraps responses of clients that accept it, and the
+access log is batched (``logs``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pynomaly_detector import logs, metrics
+from pynomaly_detector.api.auth import BearerAuth
 from pynomaly_detector.api.errors import BodyTooLargeError
 from pynomaly_detector.settings import Settings
+from pynomaly_detector.tokens import TokenFile
 
 UNMONITORED = frozenset({"/livez", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 """Probe and scrape paths: not counted, not timed, not logged."""
@@ -47,7 +50,8 @@ async def _send_json(
 
 
 class SecurityHeaders:
-    """Adds conservative security headers to every response."""
+    """Adds conservative security headers to every response (and ``connection: close``
+    while the worker drains after SIGTERM)."""
 
     HEADERS = [
         (b"x-content-type-options", b"nosniff"),
@@ -65,9 +69,14 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        plane = scope.get("state", {}).get("plane")
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), *self.HEADERS]
+                if plane is not None and plane.draining:
+                    # Draining: clients reconnect (to another pod) instead of reusing this one.
+                    message["headers"].append((b"connection", b"close"))
             await send(message)
 
         await self.app(scope, receive, with_headers)
@@ -297,8 +306,13 @@ def stack(settings: Settings) -> list[Middleware]:
                 allow_headers=["*"],
             )
         )
+    layers.append(Middleware(RequestLog, enabled=settings.access_log))
+    if settings.api_token_file:
+        tokens = TokenFile(settings.api_token_file)
+        layers.append(
+            Middleware(BearerAuth, tokens=tokens, scoring=settings.scoring_auth == "token")
+        )
     layers += [
-        Middleware(RequestLog, enabled=settings.access_log),
         Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
         Middleware(Deadline, seconds=settings.request_timeout_seconds),
     ]

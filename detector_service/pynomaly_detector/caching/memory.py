@@ -23,8 +23,18 @@ class TTLCache(Generic[K, V]):
     ``ttl <= 0`` keeps entries until evicted; ``max_size == 0`` disables the cache.
     """
 
-    def __init__(self, *, max_size: int, ttl: float, level: str, sliding: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        max_size: int,
+        ttl: float,
+        level: str,
+        sliding: bool = False,
+        keep: Callable[[K], bool] | None = None,
+    ) -> None:
         self.max_size = max_size
+        self.keep = keep
+        """Entries for which ``keep(key)`` is true never expire and are evicted last."""
         self.ttl = ttl
         self.sliding = sliding
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
@@ -41,7 +51,7 @@ class TTLCache(Generic[K, V]):
             self._misses.inc()
             return None
         now = time.monotonic()
-        if self.ttl > 0 and entry[0] <= now:
+        if self.ttl > 0 and entry[0] <= now and not (self.keep is not None and self.keep(key)):
             del self._entries[key]
             self._misses.inc()
             return None
@@ -87,8 +97,7 @@ class TTLCache(Generic[K, V]):
         for key, value in items:
             entries[key] = (expires, value)
             entries.move_to_end(key)
-        while len(entries) > self.max_size:
-            entries.popitem(last=False)
+        self._evict()
 
     def put(self, key: K, value: V) -> None:
         """Store ``value``, evicting the least recently used entries beyond ``max_size``."""
@@ -97,8 +106,16 @@ class TTLCache(Generic[K, V]):
         expires = time.monotonic() + self.ttl if self.ttl > 0 else float("inf")
         self._entries[key] = (expires, value)
         self._entries.move_to_end(key)
-        while len(self._entries) > self.max_size:
-            self._entries.popitem(last=False)
+        self._evict()
+
+    def _evict(self) -> None:
+        entries = self._entries
+        spared = 0
+        while len(entries) > self.max_size and spared < len(entries):
+            key, entry = entries.popitem(last=False)
+            if self.keep is not None and self.keep(key):
+                entries[key] = entry  # kept: back in as most recent, evict the next one
+                spared += 1
 
     def pop(self, key: K) -> None:
         """Forget ``key``."""

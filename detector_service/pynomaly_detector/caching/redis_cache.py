@@ -70,9 +70,9 @@ class RedisScoreCache:
         self._misses = metrics.CACHE_MISSES.labels("l2")
         self._errors = metrics.CACHE_ERRORS.labels("l2")
 
-    def key(self, model: str, version: int, row_hash: bytes) -> str:
-        """The Redis key of one row's score."""
-        return f"{self.prefix}score:{model}:{version}:{row_hash.hex()}"
+    def key(self, model: str, identity: int | str, row_hash: bytes) -> str:
+        """The Redis key of one row's score under one fitted model (its identity)."""
+        return f"{self.prefix}score:{model}:{identity}:{row_hash.hex()}"
 
     async def get_many(self, keys: Sequence[str]) -> list[float | None]:
         """Scores for ``keys`` (``None`` = miss); all misses while Redis is failing."""
@@ -90,7 +90,7 @@ class RedisScoreCache:
             self._failed(error)
             self._misses.inc(len(keys))
             return [None] * len(keys)
-        self.breaker.succeeded()
+        self._succeeded()
         values: list[float | None] = []
         for item in raw:
             if isinstance(item, bytes) and len(item) == _DOUBLE.size:
@@ -114,7 +114,7 @@ class RedisScoreCache:
         except (RedisError, OSError) as error:
             self._failed(error)
             return
-        self.breaker.succeeded()
+        self._succeeded()
 
     async def delete_model(self, model: str) -> None:
         """Best effort: forget the cached scores of every version of ``model``."""
@@ -144,4 +144,10 @@ class RedisScoreCache:
         self._errors.inc()
         if self.breaker.failures == 0:
             log.warning("redis cache unavailable, bypassing L2: %s", error)
+            metrics.L2_CIRCUIT_OPEN.set(1)
         self.breaker.failed()
+
+    def _succeeded(self) -> None:
+        if self.breaker.failures:
+            metrics.L2_CIRCUIT_OPEN.set(0)
+        self.breaker.succeeded()

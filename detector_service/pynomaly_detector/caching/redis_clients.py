@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
@@ -48,8 +48,14 @@ def create(settings: Settings) -> RedisClient | None:
         "retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
         "health_check_interval": 30,
     }
+    limit = settings.redis_max_connections
     if mode == "standalone":
-        client: Redis = Redis.from_url(settings.redis_url, password=password, **common)
+        # Blocking pool: beyond the bound a caller waits (up to the socket timeout) instead
+        # of opening connection after connection.
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url, password=password, max_connections=limit, timeout=timeout, **common
+        )
+        client: Redis = Redis(connection_pool=pool)
         return client
     if mode == "sentinel":
         sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves __init__ unannotated
@@ -58,7 +64,9 @@ def create(settings: Settings) -> RedisClient | None:
             password=password,
             **common,
         )
-        master: Redis = sentinel.master_for(settings.redis_master_name, **common)
+        master: Redis = sentinel.master_for(
+            settings.redis_master_name, max_connections=limit, **common
+        )
         return master
     nodes = [ClusterNode(host, port) for host, port in parse_nodes(settings.redis_url)]
     return RedisCluster(
@@ -67,4 +75,5 @@ def create(settings: Settings) -> RedisClient | None:
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
+        max_connections=limit,
     )

@@ -88,6 +88,36 @@ class FittedDetector:
         return np.asarray(self.estimator.decision_function(rows), dtype=np.float64)
 
 
+PARAMETER_LIMITS: dict[str, int] = {
+    "n_estimators": 1000,
+    "n_neighbors": 1000,
+    "n_bins": 1000,
+    "n_random_cuts": 1000,
+    "n_components": 10_000,
+    "max_iter": 100_000,
+    "leaf_size": 10_000,
+}
+"""Largest value of integer parameters that scale the work of a fit (or of every scoring
+call): beyond it a fit could hold a core for hours. Above the limit (or negative, which means
+"unlimited" for ``max_iter``) is a 422; ``n_jobs`` may only be 1 (the service parallelises
+across requests and workers, a fit must not take every core)."""
+
+
+def _check_limits(parameters: dict[str, Any]) -> None:
+    if parameters.get("n_jobs", 1) not in (1, None):
+        raise errors.InvalidParametersError(
+            "n_jobs must be 1: the service runs one core per fit and parallelises across requests"
+        )
+    for name, limit in PARAMETER_LIMITS.items():
+        value = parameters.get(name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            continue
+        if not 0 < value <= limit:
+            raise errors.InvalidParametersError(
+                f"{name} must be between 1 and {limit} (got {value})"
+            )
+
+
 def fit(
     algorithm: str,
     rows: FloatArray,
@@ -113,6 +143,7 @@ def fit(
         raise errors.InvalidParametersError(
             "set 'contamination' as its own field, not among the parameters"
         )
+    _check_limits(parameters)
     names = spec.parameter_names()
     valid = [name for name in names if name != "contamination"]
     unknown = sorted(set(parameters) - set(valid))

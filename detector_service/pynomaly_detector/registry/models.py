@@ -3,6 +3,16 @@
 ``Models`` puts two in-process caches in front of a ``ModelStore``: L3, the newest version
 of each name (``lookups``, reused for ``cache_query_ttl_seconds`` or until an invalidation),
 and L1 models, the fitted detectors of loaded versions (``loaded``, LRU with a sliding TTL).
+
+Freshness, in every Redis mode: a version number is never reused by the store, so
+``(name, version)`` names one model forever, and the scorer keys rows and batchers on
+``identity`` (version and content hash). ``revalidate`` reads the store's *generation* (a
+counter of saves and deletes; one small read every ``cache_revalidate_seconds``) and, when
+it moved, starts a new local *epoch*. Every L3 entry is stamped with the epoch its lookup
+started in, and an entry from an earlier epoch is looked up again. Redis pub/sub
+(standalone, sentinel) only makes that immediate. An entry never goes back to an older
+version than one this process has seen as recently, so concurrent fits of one name cannot
+pin a process to the older one.
 It verifies every artifact before unpickling it, loads each version once however many
 requests ask at the same moment, and keeps scoring what it knows while the store is down.
 No HTTP here; the data plane puts scoring and the anomaly log beside it.
@@ -11,8 +21,12 @@ No HTTP here; the data plane puts scoring and the anomaly log beside it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import hashlib
+import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +48,10 @@ class ModelNotFoundError(LookupError):
     """No stored model has this name (404)."""
 
 
+class DeclaredNotFittedError(ModelNotFoundError):
+    """The deployment declares this model but has no training data for it yet (404)."""
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedModel:
     """A model version ready to score."""
@@ -53,12 +71,51 @@ class DeclaredModel:
     training_path: str = ""
     training_url: str = ""
     max_training_rows: int = 1_000_000
+    max_features: int = datasets.MAX_FEATURES
+
+    @property
+    def has_training_source(self) -> bool:
+        """Whether the service can fit it by itself (else it waits for a PUT)."""
+        return bool(self.training_path or self.training_url)
 
     def training_data(self) -> datasets.TrainingData:
         """Read the declared training rows (blocking: run it in a thread)."""
         return datasets.read_source(
-            path=self.training_path, url=self.training_url, max_rows=self.max_training_rows
+            path=self.training_path,
+            url=self.training_url,
+            max_rows=self.max_training_rows,
+            max_features=self.max_features,
         )
+
+    def digest(self) -> str:
+        """What a stored version must carry to be this declaration (blocking: reads the file).
+
+        Covers the algorithm, its parameters, the contamination and the training source (the
+        file's bytes, or the URL): change any of them and the declared model is fitted again.
+        """
+        source = hashlib.sha256()
+        if self.training_path:
+            with open(self.training_path, "rb") as handle:
+                while block := handle.read(1 << 20):
+                    source.update(block)
+        else:
+            source.update(self.training_url.encode())
+        body = {
+            "algorithm": catalog.lookup(self.algorithm).name,
+            "parameters": self.parameters,
+            "contamination": self.contamination,
+            "source": source.hexdigest(),
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def identity(meta: ModelVersion) -> str:
+    """What names one fitted model forever: its version and the hash of its artifact."""
+    return f"{meta.version}-{meta.content_hash[:16]}"
+
+
+Replaced = Callable[[str, "str | None"], None]
+"""Called with (name, identity now served or None when deleted) when a name changes."""
 
 
 def check_name(name: str) -> None:
@@ -78,29 +135,56 @@ class Models:
         *,
         signing_key: bytes,
         fit_pool: Executor,
-        lookups: TTLCache[str, ModelVersion],
+        lookups: TTLCache[str, tuple[ModelVersion, int]],
         loaded: TTLCache[tuple[str, int], fitted.FittedDetector],
+        on_replaced: Replaced | None = None,
+        keep_versions: int = 0,
     ) -> None:
         self.store = store
         self._key = signing_key
         self._fit_pool = fit_pool
         self.lookups = lookups
-        """L3: name -> newest version's metadata."""
+        """L3: name -> (newest version's metadata, epoch its lookup started in)."""
+        self.generation: int | None = None
+        """The store generation last read by ``revalidate``."""
+        self.epoch = 0
+        """Counts the changes ``revalidate`` noticed (local, so a reset store cannot lower it)."""
+        self._known_epoch: dict[str, int] = {}
+        self._on_replaced = on_replaced
+        self.keep_versions = keep_versions
+        """Versions kept per name after a fit (0: all)."""
         self.loaded = loaded
         """L1 models: (name, version) -> fitted detector."""
         self._known: dict[str, ModelVersion] = {}
         """Last version seen per name: keeps scoring while the store is unreachable."""
         self._loading: dict[tuple[str, int], asyncio.Future[fitted.FittedDetector]] = {}
+        self._unfitted: set[str] = set()
+        """Declared names without training data and without a stored version yet."""
 
     @property
     def known(self) -> dict[str, int]:
         """Name -> version of the models this process knows."""
         return {name: meta.version for name, meta in self._known.items()}
 
-    def remember(self, meta: ModelVersion) -> None:
-        """``meta`` is the newest version of its name."""
-        self.lookups.put(meta.name, meta)
+    def remember(self, meta: ModelVersion, stamp: int | None = None) -> None:
+        """``meta`` is the newest version of its name, as read in epoch ``stamp``."""
+        stamp = self.epoch if stamp is None else stamp
+        known = self._known.get(meta.name)
+        if (
+            known is not None
+            and known.version > meta.version
+            and self._known_epoch.get(meta.name, 0) >= stamp
+        ):
+            # A newer version was seen at least as recently (concurrent fits): never go
+            # back. A read from a later epoch wins even when older (a store that was reset).
+            return
+        self.lookups.put(meta.name, (meta, stamp))
         self._known[meta.name] = meta
+        self._known_epoch[meta.name] = stamp
+        if known is not None and known.version != meta.version:
+            self.loaded.discard_where(lambda key: key[0] == meta.name and key[1] != meta.version)
+            if self._on_replaced is not None:
+                self._on_replaced(meta.name, identity(meta))
 
     def forget_lookup(self, name: str) -> None:
         """Look the newest version of ``name`` up in the store next time."""
@@ -110,16 +194,35 @@ class Models:
         """Drop everything this process holds about ``name`` (deleted)."""
         self.lookups.pop(name)
         self._known.pop(name, None)
+        self._known_epoch.pop(name, None)
         self.loaded.discard_where(lambda key: key[0] == name)
+        if self._on_replaced is not None:
+            self._on_replaced(name, None)
+
+    async def revalidate(self) -> bool:
+        """Read the store's generation; whether any model changed since the last read."""
+        generation = await self.store.generation()
+        if generation == self.generation:
+            return False
+        self.generation = generation
+        self.epoch += 1
+        return True
+
+    def _cached(self, name: str) -> ModelVersion | None:
+        entry = self.lookups.get(name)
+        if entry is None or entry[1] != self.epoch:
+            return None
+        return entry[0]
 
     # reading -------------------------------------------------------------------------
 
     async def describe(self, name: str) -> ModelVersion:
         """Metadata of the newest version of ``name`` (L3-cached)."""
         check_name(name)
-        meta = self.lookups.get(name)
+        meta = self._cached(name)
         if meta is not None:
             return meta
+        stamp = self.epoch
         try:
             meta = await self.store.latest(name)
         except StoreUnavailableError:
@@ -128,14 +231,20 @@ class Models:
                 raise
             return known  # the store is down: keep serving what this process knows
         if meta is None:
-            self._known.pop(name, None)
+            if name in self._known:
+                self.forget(name)  # deleted by another process
+            if name in self._unfitted:
+                raise DeclaredNotFittedError(
+                    f"model {name!r} is declared, not fitted yet: PUT /v1/models/{name} with"
+                    " its training rows (JSON 'instances' or a CSV 'file')"
+                )
             raise ModelNotFoundError(f"model {name!r} not found")
-        self.remember(meta)
-        return meta
+        self.remember(meta, stamp)
+        return self._known[meta.name]
 
     async def load(self, name: str) -> LoadedModel:
         """The newest version of ``name``, loaded."""
-        meta = self.lookups.get(name)
+        meta = self._cached(name)
         if meta is None:
             meta = await self.describe(name)
         detector = self.loaded.get((name, meta.version))
@@ -162,7 +271,7 @@ class Models:
             detector = await asyncio.get_running_loop().run_in_executor(
                 None,
                 functools.partial(
-                    signing.load, self._key, artifact, meta.signature, name=meta.name
+                    signing.load, self._key, artifact, meta.signature, name=meta.name, meta=meta
                 ),
             )
         except BaseException as error:
@@ -174,20 +283,23 @@ class Models:
         self.loaded.put(key, detector)
         heap.settle()
         metrics.MODEL_LOADS.labels("store").inc()
+        metrics.model_loaded(meta)
         future.set_result(detector)
         return detector
 
     async def list_models(self) -> list[ModelVersion]:
         """Newest version of every stored model."""
+        stamp = self.epoch
         found = await self.store.list_models()
         for meta in found:
-            self.remember(meta)
+            self.remember(meta, stamp)
         return found
 
     async def warmup(self, limit: int) -> None:
         """Load the newest version of stored models (at most ``limit``)."""
+        stamp = self.epoch
         for meta in (await self.store.list_models())[:limit]:
-            self.remember(meta)
+            self.remember(meta, stamp)
             try:
                 await self.detector(meta)
             except (signing.ArtifactRejectedError, ModelNotFoundError) as error:
@@ -208,16 +320,29 @@ class Models:
         """Fit and store a new version of ``name``; it serves at once in this process."""
         check_name(name)
         draft = await self.draft(name, algorithm, parameters, contamination, data)
+        stamp = self.epoch
         meta = await self.store.save(draft)
         detector = await asyncio.get_running_loop().run_in_executor(
             self._fit_pool,
-            functools.partial(signing.load, self._key, draft[1], meta.signature, name=meta.name),
+            functools.partial(
+                signing.load, self._key, draft[1], meta.signature, name=meta.name, meta=meta
+            ),
         )
         self.loaded.put((name, meta.version), detector)
         heap.settle()
         metrics.MODEL_LOADS.labels("fit").inc()
-        self.remember(meta)
+        metrics.model_loaded(meta)
+        self.remember(meta, stamp)
+        await self.prune(name)
         return LoadedModel(meta, detector)
+
+    async def prune(self, name: str) -> None:
+        """Delete old versions beyond ``keep_versions`` (never the newest: it is served)."""
+        if self.keep_versions > 0:
+            try:
+                await self.store.prune(name, keep=self.keep_versions)
+            except StoreUnavailableError as error:  # the next fit prunes them
+                log.warning("could not prune old versions of %s: %s", name, error)
 
     async def draft(
         self,
@@ -237,7 +362,7 @@ class Models:
                 parameters=parameters,
                 contamination=contamination,
             )
-            artifact, signature, digest = signing.dump(self._key, detector)
+            artifact, _, digest = signing.dump(self._key, detector)
             meta = ModelVersion(
                 name=name,
                 version=0,
@@ -249,10 +374,12 @@ class Models:
                 threshold=detector.threshold,
                 fitted_at=now(),
                 content_hash=digest,
-                signature=signature,
+                signature="",
                 extra=data.provenance,
             )
-            return meta, artifact
+            return dataclasses.replace(
+                meta, signature=signing.seal(self._key, meta, artifact)
+            ), artifact
 
         return await asyncio.get_running_loop().run_in_executor(self._fit_pool, work)
 
@@ -263,8 +390,15 @@ class Models:
         self.forget(name)
         return existed
 
-    async def declared(self, declared: DeclaredModel) -> ModelVersion:
+    async def declared(self, declared: DeclaredModel) -> ModelVersion | None:
         """Fit the declared model if the store lacks it (one replica fits, others wait).
+
+        A stored version is the declared model only if it was fitted from this declaration
+        (algorithm, parameters, contamination, training source: ``DeclaredModel.digest``):
+        when the declaration changed, exactly one worker of one replica fits it again as a
+        new version and everyone loads that. Without a training source nothing can be fitted:
+        the newest stored version (a PUT) is served, or none (``None``: requests get a 404
+        saying how to fit it) and readiness does not wait for it.
 
         When its newest stored version fails signature verification (signed under another
         key: the signing-key Secret was re-created; or altered), the declared model is fitted
@@ -272,22 +406,41 @@ class Models:
         Nothing unverified is unpickled. If another worker or replica stored a newer version
         while this one was fitting, that version is used instead of storing a second one.
         """
+        if not declared.has_training_source:
+            stored = await self.store.latest(declared.name)
+            if stored is None:
+                self._unfitted.add(declared.name)
+                log.warning(
+                    "declared model %s has no training data (PYNOMALY_MODEL_TRAINING_PATH/_URL):"
+                    " it answers 404 until fitted with PUT /v1/models/%s",
+                    declared.name,
+                    declared.name,
+                )
+                return None
+            self.remember(stored)
+            await self.detector(stored)
+            return stored
+        self._unfitted.discard(declared.name)
         fitted_here = False
+        loop = asyncio.get_running_loop()
+        digest = await loop.run_in_executor(self._fit_pool, declared.digest)
 
         async def fit() -> Draft:
             nonlocal fitted_here
             fitted_here = True
-            loop = asyncio.get_running_loop()
             data = await loop.run_in_executor(self._fit_pool, declared.training_data)
-            return await self.draft(
+            meta, artifact = await self.draft(
                 declared.name,
                 declared.algorithm,
                 dict(declared.parameters),
                 declared.contamination,
                 data,
             )
+            return dataclasses.replace(meta, extra={**meta.extra, "declaration": digest}), artifact
 
-        meta = await self.store.ensure(declared.name, fit)
+        meta = await self.store.ensure(
+            declared.name, fit, accept=lambda stored: stored.extra.get("declaration") == digest
+        )
         self.remember(meta)
         try:
             await self.detector(meta)
@@ -299,15 +452,17 @@ class Models:
                 meta.version,
                 error,
             )
-            draft = await fit()
-            newest = await self.store.latest(declared.name)
-            if newest is not None and newest.version > meta.version:
-                meta = newest  # another worker or replica refitted meanwhile
-                fitted_here = False
-            else:
-                meta = await self.store.save(draft)
+            rejected = meta.version
+            fitted_here = False
+            # Under the store's lock: one worker of one replica refits, the others find its
+            # newer version (or one stored meanwhile) and load that.
+            meta = await self.store.ensure(
+                declared.name, fit, accept=lambda stored: stored.version > rejected
+            )
             self.remember(meta)
             await self.detector(meta)
+        if fitted_here:
+            await self.prune(declared.name)
         log.info(
             "declared model %s v%d %s (%s, %d training rows, threshold %.6g)",
             meta.name,

@@ -11,6 +11,11 @@ the length of a transaction. Consequences, all handled here:
   and the new version is committed in that same transaction, so waiters see it the moment
   the lock is released. Waiters poll with ``pg_try_advisory_xact_lock`` instead of blocking,
   so they do not pin server connections while the winner fits;
+* version numbers are never reused: ``pynomaly_model_names`` keeps the last number of every
+  name, deleted ones included, so ``(name, version)`` names one model forever;
+* ``pynomaly_generation`` is bumped in the transaction of every save and delete: processes
+  poll it (one cheap query) to drop cached lookups when any model changed, whatever the
+  Redis mode;
 * a restarted PgBouncer/Postgres breaks pooled connections: each operation retries once on
   a fresh connection, and every failure surfaces as ``StoreUnavailableError`` (503) without
   a restart being needed to recover.
@@ -62,8 +67,18 @@ CREATE TABLE IF NOT EXISTS pynomaly_anomalies (
 );
 CREATE INDEX IF NOT EXISTS pynomaly_anomalies_model_time
     ON pynomaly_anomalies (model, detected_at);
+CREATE TABLE IF NOT EXISTS pynomaly_model_names (
+    name text PRIMARY KEY,
+    last_version integer NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pynomaly_generation (
+    id integer PRIMARY KEY CHECK (id = 1),
+    value bigint NOT NULL
+);
+INSERT INTO pynomaly_generation (id, value) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
 """
 
+_BUMP = "UPDATE pynomaly_generation SET value = value + 1 WHERE id = 1"
 _SCHEMA_LOCK = 0x70796E6F6D616C79  # "pynomaly": serialises concurrent schema creation
 _FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -87,15 +102,27 @@ class PostgresStore:
         min_size: int = 1,
         max_size: int = 5,
         timeout: float = 5.0,
+        acquire_timeout: float = 30.0,
     ) -> None:
         self.dsn = dsn
         self.password = password
         self.min_size = min_size
         self.max_size = max_size
         self.timeout = timeout
+        self.acquire_timeout = acquire_timeout
         self._pool: asyncpg.Pool | None = None
         self._schema_ready = False
         self._opening = asyncio.Lock()
+        metrics.add_sampler(self._sample_pool)
+
+    def _sample_pool(self) -> None:
+        # Pool usage for the "database connections < 80 % of max" alert and the dashboard.
+        pool = self._pool
+        size = pool.get_size() if pool is not None else 0
+        idle = pool.get_idle_size() if pool is not None else 0
+        metrics.DB_POOL_CONNECTIONS.labels("in_use").set(size - idle)
+        metrics.DB_POOL_CONNECTIONS.labels("idle").set(idle)
+        metrics.DB_POOL_MAX_CONNECTIONS.set(self.max_size)
 
     async def open(self) -> None:
         try:
@@ -152,7 +179,7 @@ class PostgresStore:
         last: BaseException | None = None
         for _attempt in range(2):
             try:
-                async with pool.acquire(timeout=self.timeout) as connection:
+                async with pool.acquire(timeout=self.acquire_timeout) as connection:
                     return await operation(connection)
             except _FAILURES as error:
                 last = error
@@ -163,16 +190,21 @@ class PostgresStore:
                 ):
                     break
         metrics.STORE_ERRORS.labels(name).inc()
-        msg = f"model database unavailable ({name}): {type(last).__name__}: {last}"
-        raise StoreUnavailableError(msg) from last
+        # The driver's text names hosts, ports and users: logged, never sent to clients.
+        log.warning("model database unavailable (%s): %s: %s", name, type(last).__name__, last)
+        raise StoreUnavailableError(f"model database unavailable ({name}); retry later") from last
 
     async def _run(self, operation: Callable[[asyncpg.Connection], Awaitable[T]], name: str) -> T:
         try:
             pool = await self._ready()
         except _FAILURES as error:
             metrics.STORE_ERRORS.labels(name).inc()
-            msg = f"model database unavailable ({name}): {type(error).__name__}: {error}"
-            raise StoreUnavailableError(msg) from error
+            log.warning(
+                "model database unavailable (%s): %s: %s", name, type(error).__name__, error
+            )
+            raise StoreUnavailableError(
+                f"model database unavailable ({name}); retry later"
+            ) from error
         return await self._call(pool, operation, name)
 
     async def ping(self) -> bool:
@@ -183,6 +215,13 @@ class PostgresStore:
             return await asyncio.wait_for(self._run(select, "ping"), timeout=self.timeout)
         except (StoreUnavailableError, TimeoutError):
             return False
+
+    async def generation(self) -> int:
+        async def fetch(connection: asyncpg.Connection) -> int:
+            value = await connection.fetchval("SELECT value FROM pynomaly_generation WHERE id = 1")
+            return int(value or 0)
+
+        return await self._run(fetch, "generation")
 
     @staticmethod
     async def _latest_on(connection: asyncpg.Connection, name: str) -> ModelVersion | None:
@@ -197,10 +236,16 @@ class PostgresStore:
         meta, artifact = draft
         async with connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock($1)", lock_key(meta.name))
+            # The next number never seen for this name (rows from before this table count).
             version = await connection.fetchval(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM pynomaly_models WHERE name = $1",
+                "INSERT INTO pynomaly_model_names (name, last_version)"
+                " SELECT $1, COALESCE(MAX(version), 0) + 1 FROM pynomaly_models WHERE name = $1"
+                " ON CONFLICT (name) DO UPDATE SET last_version ="
+                " GREATEST(pynomaly_model_names.last_version, EXCLUDED.last_version - 1) + 1"
+                " RETURNING last_version",
                 meta.name,
             )
+            await connection.execute(_BUMP)
             stored = dataclasses.replace(meta, version=int(version))
             await connection.execute(
                 "INSERT INTO pynomaly_models (name, version, algorithm, n_samples, threshold,"
@@ -220,6 +265,19 @@ class PostgresStore:
 
     async def save(self, draft: Draft) -> ModelVersion:
         return await self._run(lambda connection: self._insert(connection, draft), "save")
+
+    async def prune(self, name: str, *, keep: int) -> int:
+        async def remove(connection: asyncpg.Connection) -> int:
+            status: str = await connection.execute(
+                "DELETE FROM pynomaly_models WHERE name = $1 AND version < ("
+                " SELECT MIN(version) FROM (SELECT version FROM pynomaly_models"
+                " WHERE name = $1 ORDER BY version DESC LIMIT $2) AS newest)",
+                name,
+                max(keep, 1),
+            )
+            return int(status.rsplit(" ", 1)[-1])
+
+        return await self._run(remove, "prune")
 
     async def latest(self, name: str) -> ModelVersion | None:
         return await self._run(lambda connection: self._latest_on(connection, name), "latest")
@@ -253,11 +311,20 @@ class PostgresStore:
                     "DELETE FROM pynomaly_models WHERE name = $1", name
                 )
                 await connection.execute("DELETE FROM pynomaly_anomalies WHERE model = $1", name)
-            return not status.endswith(" 0")
+                existed = not status.endswith(" 0")
+                if existed:
+                    await connection.execute(_BUMP)
+            return existed
 
         return await self._run(remove, "delete")
 
-    async def ensure(self, name: str, fit: Callable[[], Awaitable[Draft]]) -> ModelVersion:
+    async def ensure(
+        self,
+        name: str,
+        fit: Callable[[], Awaitable[Draft]],
+        *,
+        accept: Callable[[ModelVersion], bool] | None = None,
+    ) -> ModelVersion:
         key = lock_key(name)
 
         async def attempt(connection: asyncpg.Connection) -> ModelVersion | None:
@@ -265,7 +332,7 @@ class PostgresStore:
                 if not await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", key):
                     return None
                 existing = await self._latest_on(connection, name)
-                if existing is not None:
+                if existing is not None and (accept is None or accept(existing)):
                     return existing
                 draft = await fit()
                 # _insert re-takes the same xact lock: advisory locks are re-entrant.

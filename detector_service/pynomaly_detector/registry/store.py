@@ -32,7 +32,8 @@ class ModelStore(Protocol):
         """Whether the store answers now (never raises)."""
 
     async def save(self, draft: Draft) -> ModelVersion:
-        """Store a new version (the next number for its name) and return its metadata."""
+        """Store a new version and return its metadata. Its number is higher than every
+        number this name ever had, deleted versions included: never reused."""
 
     async def latest(self, name: str) -> ModelVersion | None:
         """The newest version of ``name``."""
@@ -46,9 +47,22 @@ class ModelStore(Protocol):
     async def delete(self, name: str) -> bool:
         """Delete every version of ``name``; whether it existed."""
 
-    async def ensure(self, name: str, fit: Callable[[], Awaitable[Draft]]) -> ModelVersion:
-        """The newest version of ``name``; if none exists, exactly one caller across
-        processes and replicas runs ``fit`` and stores it while the others wait."""
+    async def ensure(
+        self,
+        name: str,
+        fit: Callable[[], Awaitable[Draft]],
+        *,
+        accept: Callable[[ModelVersion], bool] | None = None,
+    ) -> ModelVersion:
+        """The newest version of ``name``; if none exists (or ``accept`` refuses the newest),
+        exactly one caller across processes and replicas runs ``fit`` and stores it while the
+        others wait, then find it and accept it."""
+
+    async def prune(self, name: str, *, keep: int) -> int:
+        """Delete all but the newest ``keep`` (>= 1) versions of ``name``; how many went."""
+
+    async def generation(self) -> int:
+        """A number that changes whenever any model is saved or deleted (cheap to read)."""
 
     async def write_anomalies(self, records: Sequence[AnomalyRecord]) -> None:
         """Append anomaly records."""

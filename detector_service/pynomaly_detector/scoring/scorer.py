@@ -1,7 +1,9 @@
 """Row scores through the caches: L1 in process, then (per batch) L2 Redis, then the model.
 
-A row's cache key is (model, version, its float64 bytes) in process and (model, version,
-BLAKE2b of those bytes) in Redis; versions are immutable, so cached scores never go stale.
+A row's cache key is (model, identity, its float64 bytes) in process and (model, identity,
+BLAKE2b of those bytes) in Redis, where the identity (version and artifact hash, see
+``registry.models.identity``) names one fitted model forever, so cached scores never go
+stale, even across a delete and a refit of the same name or a store that was reset.
 Hashing happens only for Redis, once per missed row: a hash per row cost more than the dict
 lookup it fed. The L1 lookup happens per request on the event loop; the L2
 lookup happens once per *micro-batch*, so Redis costs one round trip per model call, not
@@ -31,7 +33,7 @@ from pynomaly_detector.scoring import rows as rowing
 from pynomaly_detector.scoring.batching import MicroBatcher
 
 FloatArray = npt.NDArray[np.float64]
-RowKey = tuple[str, int, bytes]
+RowKey = tuple[str, str, bytes]
 
 
 class RowScorer:
@@ -55,21 +57,21 @@ class RowScorer:
         self.max_size = max_size
         self.max_wait = max_wait
         self.max_concurrency = max_concurrency
-        self._batchers: dict[tuple[str, int], MicroBatcher] = {}
+        self._batchers: dict[tuple[str, str], MicroBatcher] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     async def score(
-        self, name: str, version: int, detector: FittedDetector, values: FloatArray
+        self, name: str, identity: str, detector: FittedDetector, values: FloatArray
     ) -> FloatArray:
-        """Scores of ``values`` (n, d) under ``name`` ``version``."""
+        """Scores of ``values`` (n, d) under the model ``identity`` of ``name``."""
         caching = self.l1.max_size > 0 or self.l2 is not None
         row_ids = rowing.row_bytes(values) if caching else []
-        batcher = self._batchers.get((name, version))
+        batcher = self._batchers.get((name, identity))
         if batcher is None:
-            batcher = self._batcher(name, version, detector)
+            batcher = self._batcher(name, identity, detector)
         if self.l1.max_size <= 0:
             return await batcher.submit(values, row_ids)
-        keys = [(name, version, row_id) for row_id in row_ids]
+        keys = [(name, identity, row_id) for row_id in row_ids]
         cached = self.l1.get_many(keys)
         missing = [index for index, score in enumerate(cached) if score is None]
         if not missing:
@@ -85,7 +87,7 @@ class RowScorer:
         self.l1.put_many(zip([keys[index] for index in missing], computed.tolist(), strict=True))
         return scores
 
-    def _batcher(self, name: str, version: int, detector: FittedDetector) -> MicroBatcher:
+    def _batcher(self, name: str, identity: str, detector: FittedDetector) -> MicroBatcher:
         loop = asyncio.get_running_loop()
         l2 = self.l2
 
@@ -99,7 +101,7 @@ class RowScorer:
         async def compute(rows: FloatArray, row_ids: Sequence[bytes]) -> FloatArray:
             if l2 is None or not row_ids:
                 return await model_call(rows)
-            keys = [l2.key(name, version, rowing.digest(row)) for row in row_ids]
+            keys = [l2.key(name, identity, rowing.digest(row)) for row in row_ids]
             cached = await l2.get_many(keys)
             need = [index for index, value in enumerate(cached) if value is None]
             if not need:
@@ -122,14 +124,18 @@ class RowScorer:
             max_wait=self.max_wait,
             max_concurrency=self.max_concurrency,
         )
-        self._batchers[(name, version)] = batcher
+        self._batchers[(name, identity)] = batcher
         return batcher
 
-    def forget(self, name: str, *, keep_version: int | None = None) -> None:
-        """Drop batchers and L1 scores of ``name`` (all versions but ``keep_version``)."""
-        for key in [key for key in self._batchers if key[0] == name and key[1] != keep_version]:
+    def forget(self, name: str, keep: str | None = None) -> None:
+        """Drop batchers and L1 scores of ``name`` (every identity but ``keep``).
+
+        A dropped batcher finishes the calls it already holds: requests that looked the
+        old model up just before the change still get its scores, nobody waits forever.
+        """
+        for key in [key for key in self._batchers if key[0] == name and key[1] != keep]:
             del self._batchers[key]
-        self.l1.discard_where(lambda key: key[0] == name and key[1] != keep_version)
+        self.l1.discard_where(lambda key: key[0] == name and key[1] != keep)
 
     async def close(self) -> None:
         """Finish model calls and cache writes in flight."""

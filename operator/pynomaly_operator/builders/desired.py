@@ -34,7 +34,7 @@ from pynomaly_operator.builders import (
     redis,
     secret_versions,
 )
-from pynomaly_operator.builders.detector import signing_key, store_env
+from pynomaly_operator.builders.detector import api_token, signing_key, store_env
 from pynomaly_operator.specs import detector as specs
 
 
@@ -80,7 +80,8 @@ def secrets(
 ) -> list[dict[str, Any]]:
     """Every generated Secret this spec needs, with fresh values."""
     return [
-        signing_key.secret(names, key=signing_key_value()),
+        signing_key.secret(names, key=signing_key_value(), retained=signing_key.retained(detector)),
+        api_token.secret(names, token=token()),
         *store_secrets(detector, names, token=token),
     ]
 

@@ -31,6 +31,14 @@ logger = logging.getLogger(__name__)
 AnomalyDetectorResource = create_namespaced_resource(
     naming.GROUP, naming.VERSION, naming.KIND, naming.PLURAL
 )
+# Prometheus Operator kinds (spec.monitoring), known to lightkube so they can be applied;
+# whether the API server serves them is found out by applying (a 404 when it does not).
+for _kind, _plural in (
+    ("ServiceMonitor", "servicemonitors"),
+    ("PodMonitor", "podmonitors"),
+    ("PrometheusRule", "prometheusrules"),
+):
+    create_namespaced_resource("monitoring.coreos.com", "v1", _kind, _plural)
 
 
 @dataclasses.dataclass
@@ -57,12 +65,22 @@ def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def owned(desired: Mapping[str, Any]) -> bool:
+    """Whether the object is owned by the resource (garbage-collected with it): all but those
+    marked to outlive it (``naming.RETAIN_ANNOTATION``)."""
+    annotations = (desired.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(naming.RETAIN_ANNOTATION) != "true"
+
+
 def prepare(desired: Mapping[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]:
     """``desired`` with namespace, owner reference and spec-hash annotation (a new dict)."""
     out = copy.deepcopy(dict(desired))
     metadata = out.setdefault("metadata", {})
     metadata["namespace"] = owner["metadata"]["namespace"]
-    metadata["ownerReferences"] = [owner_reference(owner)]
+    if owned(desired):
+        metadata["ownerReferences"] = [owner_reference(owner)]
+    else:
+        metadata.pop("ownerReferences", None)
     annotations = dict(metadata.get("annotations") or {})
     annotations.pop(naming.SPEC_HASH_ANNOTATION, None)
     metadata["annotations"] = annotations
@@ -194,6 +212,21 @@ class Applier:
             if exc.status.code == 404:
                 return None
             raise
+
+    async def identity(
+        self, api_version: str, kind: str, name: str, namespace: str
+    ) -> tuple[str, frozenset[str]] | None:
+        """(UID, UIDs of its owners), ``None`` when it does not exist (the rest of the body,
+        e.g. a Secret's values, is dropped)."""
+        found = await self._fetch(api_version, kind, name, namespace)
+        if found is None:
+            return None
+        metadata = getattr(found, "metadata", None)
+        owners = getattr(metadata, "ownerReferences", None) or []
+        return (
+            str(getattr(metadata, "uid", "") or ""),
+            frozenset(str(getattr(o, "uid", "")) for o in owners),
+        )
 
     async def uid(self, api_version: str, kind: str, name: str, namespace: str) -> str | None:
         """The object's UID, ``None`` when it does not exist (the rest of the body, e.g. a

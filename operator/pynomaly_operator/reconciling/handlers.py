@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -31,12 +32,16 @@ import lightkube
 
 from pynomaly_operator import naming
 from pynomaly_operator import settings as _settings
-from pynomaly_operator.reconciling import applying, observing, reconciler
+from pynomaly_operator.reconciling import applying, observing, reconciler, serving
 
 logger = logging.getLogger(__name__)
 
 CHILD_LABELS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
 _CHILD_INDEX_PREFIX = "children_"
+
+
+async def _served_model(endpoint: str, name: str, token: str | None) -> dict[str, Any] | None:
+    return await serving.served_model(endpoint, name, token=token)
 
 
 def _reconciler(memo: Any) -> reconciler.Reconciler | None:
@@ -93,8 +98,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     memo.settings = operator_settings = _settings.OperatorSettings()
     lookups = _Lookups(_indices(kwargs))
     client = lightkube.AsyncClient(field_manager=naming.FIELD_MANAGER)
+    in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
     memo.reconciler = reconciler.Reconciler(
-        applying.Applier(client), body_of=lookups.body_of, children_of=lookups.children_of
+        applying.Applier(client),
+        body_of=lookups.body_of,
+        children_of=lookups.children_of,
+        served_model=(
+            _served_model if operator_settings.report_served_model and in_cluster else None
+        ),
     )
     memo.resync = asyncio.create_task(
         _resync(lookups, memo.reconciler, operator_settings.resync_seconds),

@@ -105,12 +105,16 @@ class Observed:
 
     ``children``: live children by ``(kind, name)`` (from the indexes);
     ``secret_uids``: generated Secret name -> UID, for those that exist;
-    ``training``: the training ConfigMap (None when absent or not configured).
+    ``secrets_owned``: generated Secret name -> whether this resource owns it;
+    ``training``: the training ConfigMap (None when absent or not configured);
+    ``served``: the model version the service last reported serving (``serving``).
     """
 
     children: Children
     secret_uids: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    secrets_owned: Mapping[str, bool] = dataclasses.field(default_factory=dict)
     training: Mapping[str, Any] | None = None
+    served: Mapping[str, Any] | None = None
 
     def get(self, kind: str, name: str) -> Mapping[str, Any] | None:
         return self.children.get((kind, name))

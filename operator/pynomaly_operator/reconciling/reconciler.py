@@ -18,10 +18,11 @@ Event and leaves the existing workload untouched: nothing is applied until it is
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import httpx2  # lightkube's HTTP client: its transport errors are not OSErrors
@@ -30,15 +31,17 @@ from lightkube.core.exceptions import ApiError
 
 from pynomaly_operator import naming, status
 from pynomaly_operator.builders import desired as desired_state
+from pynomaly_operator.builders.detector import api_token, monitoring
 from pynomaly_operator.reconciling import applying, comparing, observing
 from pynomaly_operator.specs import detector as specs
-from pynomaly_operator.status import conditions, problems
+from pynomaly_operator.status import conditions, events, problems
 from pynomaly_operator.values import as_int
 
 logger = logging.getLogger(__name__)
 
 BodyLookup = Callable[[observing.Key], Mapping[str, Any] | None]
 ChildrenLookup = Callable[[observing.Key], Iterable[Mapping[str, Any]]]
+ServedLookup = Callable[[str, str, str | None], Awaitable[dict[str, Any] | None]]
 
 
 def now() -> str:
@@ -52,20 +55,38 @@ class _Memory:
     uid: str = ""  # a deleted and re-created resource of the same name starts afresh
     status: dict[str, Any] | None = None
     status_rv: int = 0
-    # Generated Secrets seen to exist since the last resync (which empties this): name -> UID.
+    # Generated Secrets seen to exist since the last resync (which empties this): name -> UID,
+    # and name -> whether this resource owns it.
     secrets: dict[str, str] = dataclasses.field(default_factory=dict)
+    secrets_owned: dict[str, bool] = dataclasses.field(default_factory=dict)
+    warned: set[str] = dataclasses.field(default_factory=set)  # ownership warnings posted
     # (kind, name) -> (spec hash, resourceVersion) of this process's last apply
     applied: dict[tuple[str, str], tuple[str, int]] = dataclasses.field(default_factory=dict)
     degraded_reason: str | None = None
+    # The served model as the service last reported it, and whether it was asked since the
+    # last resync (it is asked at most once per resync, and only while the detector is ready).
+    served: dict[str, Any] | None = None
+    served_asked: bool = False
+    # Prometheus Operator kinds the API server answered 404 for (Event posted once).
+    # Emptied at each resync, so a CRD installed later is picked up.
+    unserved: set[str] = dataclasses.field(default_factory=set)
+    unserved_announced: set[str] = dataclasses.field(default_factory=set)
 
 
 class Reconciler:
     """Reconciles AnomalyDetectors from indexed observations (one per operator process)."""
 
     def __init__(
-        self, applier: applying.Applier, *, body_of: BodyLookup, children_of: ChildrenLookup
+        self,
+        applier: applying.Applier,
+        *,
+        body_of: BodyLookup,
+        children_of: ChildrenLookup,
+        served_model: ServedLookup | None = None,
     ) -> None:
         self.applier = applier
+        # How to ask a detector what it serves (None: not asked, e.g. outside a cluster).
+        self.served_model = served_model
         self.body_of = body_of
         self.children_of = children_of
         self._running: set[observing.Key] = set()
@@ -133,8 +154,14 @@ class Reconciler:
             problems=found,
             previous=body.get("status"),
             now=now(),
+            served=observed.served or self._carried_served(body),
         )
+        previous = memory.status if memory.status is not None else body.get("status")
         await self._write_status(body, memory, new)
+        for event in events.transitions(previous, new):
+            await self.applier.event(
+                body, type_=event.type, reason=event.reason, message=event.message
+            )
         if found:
             await self._announce(body, memory, found[0]["reason"], found[0]["message"])
         else:
@@ -155,16 +182,51 @@ class Reconciler:
         for secret in desired_state.secrets(detector, names):
             name = secret["metadata"]["name"]
             if name not in memory.secrets:
-                uid = await self.applier.uid("v1", "Secret", name, detector.namespace)
-                if uid:
-                    memory.secrets[name] = uid
+                found = await self.applier.identity("v1", "Secret", name, detector.namespace)
+                if found is not None and found[0]:
+                    memory.secrets[name] = found[0]
+                    memory.secrets_owned[name] = detector.uid in found[1]
         training = None
         ref = detector.spec.model.training.config_map_ref
         if ref is not None:
             training = await self.applier.get("v1", "ConfigMap", ref.name, detector.namespace)
+        await self._ask_served(detector, names, children, memory)
         return observing.Observed(
-            children=children, secret_uids=dict(memory.secrets), training=training
+            children=children,
+            secret_uids=dict(memory.secrets),
+            secrets_owned=dict(memory.secrets_owned),
+            training=training,
+            served=memory.served,
         )
+
+    def _carried_served(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """After a restart, the last reported version until the service is asked again
+        (within one resync): no status flapping. Never when nobody will ask (the value
+        could not be corrected)."""
+        return None if self.served_model is None else _previous_served(body)
+
+    async def _ask_served(
+        self,
+        detector: specs.AnomalyDetector,
+        names: naming.Names,
+        children: observing.Children,
+        memory: _Memory,
+    ) -> None:
+        if self.served_model is None or memory.served_asked:
+            return
+        deployment = children.get(("Deployment", names.detector))
+        if conditions.detector_ready(detector, deployment)["status"] != "True":
+            return  # a rollout in progress: ask once it is done
+        memory.served_asked = True
+        token = None
+        if detector.spec.server.scoring_auth == "token":
+            found = await self.applier.get(
+                "v1", "Secret", names.api_token_secret, detector.namespace
+            )
+            token = _first_token((found or {}).get("data") or {})
+        answer = await self.served_model(names.endpoint, detector.model_name, token)
+        if answer is not None:
+            memory.served = answer
 
     async def _apply(
         self,
@@ -185,12 +247,25 @@ class Reconciler:
         for secret in plan.secrets:
             name = secret["metadata"]["name"]
             if name in uids:
+                # Exists: never written (RBAC grants no patch on Secrets). If who owns it
+                # disagrees with the lifetime policy (a key created by an older operator),
+                # say so once, with the command that fixes it.
+                want = applying.owned(secret)
+                if observed.secrets_owned.get(name, want) != want and name not in memory.warned:
+                    memory.warned.add(name)
+                    await self.applier.event(
+                        body,
+                        type_="Warning",
+                        reason=status.REASON_SECRET_OWNERSHIP,
+                        message=_ownership_message(name, detector.namespace, want=want),
+                    )
                 continue
             uid = await self.applier.create_if_absent(applying.prepare(secret, body))
             if uid is None:  # created by someone else since our GET
                 uid = await self.applier.uid("v1", "Secret", name, detector.namespace)
             if uid:
                 memory.secrets[name] = uids[name] = uid
+                memory.secrets_owned[name] = applying.owned(secret)
         if uids != observed.secret_uids:
             plan = desired_state.desired(detector, names, uids)
 
@@ -209,7 +284,12 @@ class Reconciler:
                 # Autoscaling was switched on: keep today's count while the HPA takes over.
                 replicas = as_int(((live or {}).get("spec") or {}).get("replicas"))
                 await self.applier.hand_over_replicas(prepared, replicas)
-            version = await self.applier.apply(prepared)
+            if ident[0] in monitoring.KINDS:
+                version = await self._apply_optional(body, prepared, memory)
+                if version is None:
+                    continue
+            else:
+                version = await self.applier.apply(prepared)
             memory.applied[ident] = (digest, as_int(version))
             scaling = detector.spec.autoscaling
             if live is None and ident == ("Deployment", names.detector) and scaling.enabled:
@@ -219,17 +299,48 @@ class Reconciler:
 
         # Children no longer wanted (e.g. autoscaling disabled, Redis mode changed).
         # Secrets are kept: losing generated passwords or the signing key is never wanted.
+        # Only objects this resource controls (its owner reference) are deleted: labels alone
+        # are anyone's to set, and an object someone labelled by hand is not ours to remove.
         for (kind, name), live in observed.children.items():
-            if kind == "Secret" or (kind, name) in wanted:
+            if kind == "Secret" or (kind, name) in wanted or not controlled_by(live, detector.uid):
                 continue
             await self.applier.delete((str(live.get("apiVersion")), kind), name, detector.namespace)
             memory.applied.pop((kind, name), None)
+
+    async def _apply_optional(
+        self, body: Mapping[str, Any], prepared: Mapping[str, Any], memory: _Memory
+    ) -> str | None:
+        """Apply a Prometheus Operator object; ``None`` when the API server does not serve
+        its kind (CRDs not installed): one Warning Event, nothing else fails. How the operator
+        knows: the apply answers 404 for an unserved kind (no discovery, no extra RBAC)."""
+        kind = str(prepared["kind"])
+        if kind in memory.unserved:
+            return None  # until the next resync
+        try:
+            return await self.applier.apply(prepared)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+            memory.unserved.add(kind)
+            if kind not in memory.unserved_announced:
+                memory.unserved_announced.add(kind)
+                await self.applier.event(
+                    body,
+                    type_="Warning",
+                    reason=events.MONITORING_UNAVAILABLE,
+                    message=f"{kind} (monitoring.coreos.com/v1) is not served by the API server: "
+                    "install the Prometheus Operator CRDs; retried at the next resync",
+                )
+            return None
 
     def forget_secrets(self, key: observing.Key) -> None:
         """The resync is due: the next reconcile checks the generated Secrets still exist."""
         memory = self._memory.get(key)
         if memory is not None:
             memory.secrets.clear()
+            memory.secrets_owned.clear()
+            memory.served_asked = False
+            memory.unserved.clear()
 
     def forget_child(self, key: observing.Key, kind: str, name: str) -> None:
         """A child was deleted: the next reconcile must not trust its applied memory."""
@@ -268,6 +379,50 @@ class Reconciler:
             ):
                 return  # announced before this process started
         await self.applier.event(body, type_="Warning", reason=reason, message=message)
+
+
+def _first_token(data: Mapping[str, Any]) -> str | None:
+    """The first token line of the API token Secret's ``token`` key (base64 in ``data``)."""
+    raw = data.get(api_token.KEY)
+    if not isinstance(raw, str):
+        return None
+    try:
+        text = base64.b64decode(raw).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    lines = [line.strip() for line in text.splitlines()]
+    return next((line for line in lines if line and not line.startswith("#")), None)
+
+
+def _previous_served(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The served-model fields already in the status (kept across operator restarts)."""
+    model = (body.get("status") or {}).get("model") or {}
+    keys = ("version", "servedAlgorithm", "threshold", "fittedAt")
+    kept = {k: model[k] for k in keys if k in model}
+    return kept or None
+
+
+def _ownership_message(name: str, namespace: str, *, want: bool) -> str:
+    if want:
+        return (
+            f"Secret {name} is not owned by this resource but its data is deleted with it "
+            "(persistence.whenDeleted: Delete): it will outlive the data. Delete it with the "
+            "resource, or set whenDeleted: Retain."
+        )
+    return (
+        f"Secret {name} is owned by this resource but its data is retained: deleting the "
+        "resource would delete the key and strand the stored models. Release it with: "
+        f"kubectl -n {namespace} patch secret {name} --type=merge "
+        '-p \'{"metadata":{"ownerReferences":null}}\''
+    )
+
+
+def controlled_by(live: Mapping[str, Any], owner_uid: str) -> bool:
+    """Whether ``live`` carries a controller owner reference to the resource ``owner_uid``."""
+    owners = (live.get("metadata") or {}).get("ownerReferences") or []
+    return bool(owner_uid) and any(
+        o.get("uid") == owner_uid and o.get("controller") is True for o in owners
+    )
 
 
 def _lagging(live: Mapping[str, Any] | None, applied: tuple[str, int] | None, digest: str) -> bool:

@@ -161,6 +161,28 @@ class BehaviorSpec(base.SpecModel):
     )
 
 
+class LoadMetricSpec(base.SpecModel):
+    """A per-pod load metric the HPA scales on, next to CPU and memory (HPA ``Pods`` metric
+    served by a custom-metrics adapter; rules for prometheus-adapter in
+    ``manifests/monitoring/prometheus-adapter-rules.yaml``)."""
+
+    type: Literal["RequestsPerSecond", "InFlightRequests"] = _field(
+        ...,
+        "RequestsPerSecond: HTTP requests per second per pod "
+        "(adapter metric pynomaly_requests_per_second); InFlightRequests: requests being "
+        "served per pod (pynomaly_in_flight_requests).",
+    )
+    target_average_value: base.Quantity = _field(
+        ..., 'Target per pod, averaged over pods (e.g. "200" requests/s, "32" in flight).'
+    )
+    metric_name: str | None = _field(
+        None,
+        "Name under which the adapter serves the metric (default above).",
+        pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+        max_length=128,
+    )
+
+
 class AutoscalingSpec(base.SpecModel):
     """HorizontalPodAutoscaler (autoscaling/v2) of the detector Deployment."""
 
@@ -179,6 +201,12 @@ class AutoscalingSpec(base.SpecModel):
         80, "Average memory utilization target, percent (null: CPU only).", ge=1, le=100
     )
     behavior: BehaviorSpec = _sub(BehaviorSpec, "Scaling behavior (stabilization and policies).")
+    metrics: list[LoadMetricSpec] = _field(
+        [],
+        "Load metrics added to the CPU/memory targets (the HPA scales to the largest "
+        "recommendation); needs a custom-metrics adapter serving them.",
+        max_length=2,
+    )
 
 
 # --- service settings ------------------------------------------------------------------
@@ -187,12 +215,23 @@ class AutoscalingSpec(base.SpecModel):
 class ServerSpec(base.SpecModel):
     """uvicorn / HTTP settings of the detector service."""
 
+    @pydantic.field_validator("grpc_port")
+    @classmethod
+    def _grpc_port_is_free(cls, port: int | None) -> int | None:
+        if port in (8000, 9090):
+            raise ValueError("grpcPort must differ from the HTTP (8000) and metrics (9090) ports")
+        return port
+
     model_config = pydantic.ConfigDict(
         json_schema_extra=base.cel(
             (
                 "self.maxRequestsJitter <= self.maxRequests",
                 "maxRequestsJitter must be <= maxRequests",
-            )
+            ),
+            (
+                "!has(self.grpcPort) || (self.grpcPort != 8000 && self.grpcPort != 9090)",
+                "grpcPort must differ from the HTTP (8000) and metrics (9090) ports",
+            ),
         )
     )
     workers: int = _field(4, "Worker processes per pod.", ge=1, le=64)
@@ -202,7 +241,11 @@ class ServerSpec(base.SpecModel):
     max_requests_jitter: int = _field(50, "Random jitter added to maxRequests.", ge=0)
     backlog: int = _field(2048, "Listen backlog.", ge=1, le=65535)
     limit_concurrency: int = _field(1000, "Concurrent connections per worker before 503.", ge=1)
-    max_body_bytes: int = _field(10 * 1024 * 1024, "Largest request body in bytes.", ge=1024)
+    max_body_bytes: int = _field(
+        64 * 1024 * 1024,
+        "Largest request body in bytes (the service's own default, 64 MiB).",
+        ge=1024,
+    )
     batch_max_size: int = _field(
         4096,
         "Micro-batch: row budget of one model call (a larger request is never split).",
@@ -215,6 +258,84 @@ class ServerSpec(base.SpecModel):
         "from requests arriving while a model call runs, without added latency).",
         ge=0,
         le=1000,
+    )
+    drain_seconds: int = _field(
+        10,
+        "On SIGTERM the service fails readiness at once and keeps serving this long (Service "
+        "endpoints and clients catch up), then shuts down gracefully. The pod's grace period "
+        "is drainSeconds + timeoutSeconds + 10 s (pool close and log flush).",
+        ge=0,
+        le=600,
+    )
+    grpc_port: int | None = _field(
+        None,
+        "Port of the service's gRPC endpoint (Open Inference Protocol v2); unset: no gRPC. "
+        "Exposed on the Service as port grpc and admitted for allowedClients.",
+        ge=1024,
+        le=65535,
+    )
+    scoring_auth: Literal["none", "token"] = _field(
+        "none",
+        "Who may score: none (anyone the NetworkPolicy admits) or token (a bearer token from "
+        "the generated Secret <name>-api-token, key token, one or more tokens one per line).",
+    )
+
+
+# --- network ------------------------------------------------------------------------------
+
+
+class LabelSelector(base.SpecModel):
+    """Labels that select namespaces or pods (every label must match; {} selects all)."""
+
+    match_labels: dict[str, Annotated[str, pydantic.Field(max_length=63)]] = _field(
+        {}, "Label key: value pairs that must all match.", max_length=32
+    )
+
+
+class ClientPeer(base.SpecModel):
+    """Pods allowed to call the scoring API: pods matching podSelector in namespaces
+    matching namespaceSelector (no namespaceSelector: this namespace only)."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=base.cel(
+            (
+                "has(self.namespaceSelector) || has(self.podSelector)",
+                "each allowedClients entry sets namespaceSelector, podSelector or both",
+            )
+        )
+    )
+    namespace_selector: LabelSelector | None = _field(
+        None, "Namespaces the clients run in ({} = every namespace)."
+    )
+    pod_selector: LabelSelector | None = _field(None, "The client pods ({} = every pod).")
+
+
+def _same_namespace() -> list[ClientPeer]:
+    return [ClientPeer(pod_selector=LabelSelector())]
+
+
+class NetworkSpec(base.SpecModel):
+    """Who may reach the detector pods (rendered into their NetworkPolicy)."""
+
+    allowed_clients: list[ClientPeer] = pydantic.Field(
+        default_factory=_same_namespace,
+        description="Who may call the scoring API (HTTP, and gRPC when enabled). Default: every "
+        "pod of this namespace. An empty list admits no client at all.",
+        max_length=32,
+    )
+    operator_namespace: str = _field(
+        "pynomaly-system",
+        "Namespace of the operator, whose pods may read the served model's version from the "
+        "HTTP port (GET /v1/models/<name>, reported in status.model).",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+    )
+    metrics_namespaces: list[
+        Annotated[str, pydantic.Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+    ] = _field(
+        ["monitoring"],
+        "Namespaces whose pods may scrape the metrics port (Prometheus).",
+        max_length=16,
     )
 
 
@@ -246,6 +367,20 @@ class RateLimitSpec(base.SpecModel):
     burst: int = _field(0, "Burst above the rate.", ge=0)
 
 
+class MonitoringSpec(base.SpecModel):
+    """Prometheus Operator objects for this detector (monitoring.coreos.com/v1), rendered only
+    when their CRDs are served; the pods carry prometheus.io/* scrape annotations regardless."""
+
+    enabled: bool = _field(False, "Render a ServiceMonitor or PodMonitor scraping /metrics.")
+    kind: Literal["ServiceMonitor", "PodMonitor"] = _field(
+        "ServiceMonitor",
+        "ServiceMonitor scrapes ready endpoints; PodMonitor every pod (also not-ready ones).",
+    )
+    rules: bool = _field(
+        False, "Render a PrometheusRule with this detector's alert and recording rules."
+    )
+
+
 # --- the resource --------------------------------------------------------------------------
 
 
@@ -269,6 +404,8 @@ class AnomalyDetectorSpec(base.SpecModel):
     cors_origins: list[str] = _field([], "Allowed CORS origins.", max_length=64)
     redis: RedisSpec = _sub(RedisSpec, "Redis (L2 cache).")
     postgres: PostgresSpec = _sub(PostgresSpec, "PostgreSQL model store (via PgBouncer).")
+    network: NetworkSpec = _sub(NetworkSpec, "Who may reach the detector pods.")
+    monitoring: MonitoringSpec = _sub(MonitoringSpec, "Prometheus scrape objects and alert rules.")
 
 
 class Condition(base.SpecModel):
@@ -286,13 +423,22 @@ class ReplicasStatus(base.SpecModel):
 
 
 class ModelStatus(base.SpecModel):
-    """The declared model. No fitted version or threshold: the operator does not call the
-    service, and those exist only in the service's registry (``GET /v1/models/{name}``)."""
+    """The declared model, and the version the service actually serves (as it reports it)."""
+
+    # Atomic: the operator's server-side apply replaces the whole map, so a field it no
+    # longer reports (or one written by hand) does not linger beside what it observed.
+    model_config = pydantic.ConfigDict(json_schema_extra={"x-kubernetes-map-type": "atomic"})
 
     name: str | None = _field(
         None, "Model name in the registry (spec.model.name or the resource name)."
     )
     algorithm: str | None = _field(None, "Declared algorithm (spec.model.algorithm).")
+    version: int | None = _field(
+        None, "Version the service serves (GET /v1/models/<name>); unset until it answers."
+    )
+    served_algorithm: str | None = _field(None, "Algorithm of the served version.")
+    threshold: float | None = _field(None, "Score threshold of the served version.")
+    fitted_at: str | None = _field(None, "When the served version was fitted.")
 
 
 class AnomalyDetectorStatus(base.SpecModel):

@@ -9,16 +9,124 @@ connection-budget check (``pynomaly_operator.budget``).
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
-from pynomaly_operator.specs.redis import ComputeResources, Persistence, SecretKeyRef, StoreModel
+from pynomaly_operator.specs import base
+from pynomaly_operator.specs.redis import (
+    ComputeResources,
+    Persistence,
+    RetentionPolicy,
+    SecretKeyRef,
+    StoreModel,
+)
 
 PostgresMode = Literal["managed", "external"]
-PoolMode = Literal["session", "transaction", "statement"]
+# No "statement": it returns the server connection after every statement, which breaks every
+# multi-statement transaction the model store runs (refused by the CRD's enum).
+PoolMode = Literal["session", "transaction"]
 
 _PG_MEMORY_PATTERN = r"^[0-9]+(kB|MB|GB|TB)?$"
+
+# ``config.extra``: what may be added to postgresql.conf. Names are lower-case parameter names
+# (PostgreSQL folds case, so the lower-case grammar also closes ARCHIVE_COMMAND and the like),
+# optionally with one ``extension.`` prefix; values are one line (a newline would start a new,
+# unchecked directive). Refused outright: parameters that run shell commands (``*_command``:
+# the Postgres pod holds the superuser password in its environment), load code
+# (``*preload*``, ``*_library``, ``dynamic_library_path``, ``jit_provider``), read other files
+# (``include*``, ``*_file``, ``data_directory``, ``ssl_crl_dir``) or undo what the operator
+# sets (listening, sockets, password hashing). The CRD refuses them (CEL) and so does the
+# operator (``PostgresConfig``), so neither ``kubectl apply`` nor an old CRD lets one through.
+EXTRA_NAME_PATTERN = r"^[a-z_][a-z0-9_]*([.][a-z_][a-z0-9_]*)?$"  # no escapes: CEL-safe
+EXTRA_VALUE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+EXTRA_MAX_PARAMETERS = 64
+DENIED_SUFFIXES = ("_command", "_library", "_file")
+DENIED_PARTS = ("preload",)
+DENIED_PREFIXES = ("include",)
+DENIED_NAMES = (
+    "data_directory",
+    "dynamic_library_path",
+    "jit_provider",
+    "ssl_crl_dir",
+    "listen_addresses",
+    "port",
+    "unix_socket_directories",
+    "unix_socket_group",
+    "unix_socket_permissions",
+    "password_encryption",
+)
+_EXTRA_NAME_MESSAGE = (
+    "postgres.config.extra: parameter names are lower-case postgresql.conf names (letters, "
+    "digits and _, optionally one 'prefix.')"
+)
+_EXTRA_DENIED_MESSAGE = (
+    "postgres.config.extra: parameters that run commands, load libraries, read other files or "
+    "change what the operator sets are not allowed (*_command, *preload*, *_library, *_file, "
+    "include*, " + ", ".join(DENIED_NAMES) + ")"
+)
+
+
+def denied_parameter(name: str) -> bool:
+    """Whether ``name`` may not be set through ``config.extra`` (see above)."""
+    return (
+        name.endswith(DENIED_SUFFIXES)
+        or any(part in name for part in DENIED_PARTS)
+        or name.startswith(DENIED_PREFIXES)
+        or name in DENIED_NAMES
+    )
+
+
+def _cel_list(items: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{item}'" for item in items) + "]"
+
+
+# One rule per parameter entry: the name is at most 63 characters, so the API server's CEL
+# cost estimate stays small (a rule over map keys would be estimated at megabyte-long keys and
+# the CRD refused). The grammar itself is an OpenAPI pattern on the name, no CEL needed.
+_DENY_RULE = (
+    "!("
+    + " || ".join(f"self.name.endsWith('{s}')" for s in DENIED_SUFFIXES)
+    + " || "
+    + " || ".join(f"self.name.contains('{s}')" for s in DENIED_PARTS)
+    + " || "
+    + " || ".join(f"self.name.startsWith('{s}')" for s in DENIED_PREFIXES)
+    + f" || self.name in {_cel_list(DENIED_NAMES)})"
+)
+
+
+class PostgresParameter(StoreModel):
+    """One further postgresql.conf parameter."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": _DENY_RULE, "message": _EXTRA_DENIED_MESSAGE}]
+        }
+    )
+
+    name: str = Field(
+        max_length=63,
+        description="Parameter name, lower case as PostgreSQL spells it (optionally "
+        "'prefix.name' for an extension's parameter).",
+        json_schema_extra={"pattern": EXTRA_NAME_PATTERN},  # checked below with a message
+    )
+    value: str = Field(
+        pattern=EXTRA_VALUE_PATTERN,
+        max_length=1024,
+        description="Its value, one line (rendered quoted).",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _allowed(cls, name: str) -> str:
+        if re.fullmatch(EXTRA_NAME_PATTERN, name) is None:
+            raise ValueError(f"{_EXTRA_NAME_MESSAGE}: {name!r}")
+        if denied_parameter(name):
+            raise ValueError(f"{_EXTRA_DENIED_MESSAGE}: {name!r}")
+        return name
+
+
 _PG_DURATION_PATTERN = r"^[0-9]+(us|ms|s|min|h|d)?$"
 
 
@@ -78,10 +186,25 @@ class PostgresConfig(StoreModel):
     autovacuum_analyze_scale_factor: float = Field(
         default=0.05, ge=0.0, le=100.0, allow_inf_nan=False, description="Analyze threshold."
     )
-    extra: dict[str, str] = Field(
-        default_factory=dict,
-        description="Further postgresql.conf parameters, rendered verbatim (name: value).",
+    extra: list[PostgresParameter] = Field(
+        default_factory=list,
+        description="Further postgresql.conf parameters ({name, value}; the value is quoted). "
+        "Names are lower-case parameter names; parameters that run commands, load libraries, "
+        "read other files or change the operator's own settings are refused.",
+        max_length=EXTRA_MAX_PARAMETERS,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
     )
+
+    @field_validator("extra")
+    @classmethod
+    def _unique(cls, extra: list[PostgresParameter]) -> list[PostgresParameter]:
+        names = [p.name for p in extra]
+        if len(set(names)) != len(names):
+            raise ValueError("postgres.config.extra: each parameter name at most once")
+        return extra
 
 
 def default_pgbouncer_resources() -> ComputeResources:
@@ -111,7 +234,10 @@ class PgBouncerSpec(StoreModel):
     )
     replicas: int = Field(default=2, ge=1, le=20, description="PgBouncer pods.")
     pool_mode: PoolMode = Field(
-        default="transaction", description="When a server connection returns to the pool."
+        default="transaction",
+        description="When a server connection returns to the pool: after each transaction, "
+        "or when the client disconnects (session). statement is refused: it breaks every "
+        "multi-statement transaction of the model store.",
     )
     max_client_conn: int = Field(
         default=1000, ge=1, le=100_000, description="Client connections each PgBouncer accepts."
@@ -164,8 +290,19 @@ class PostgresExternal(StoreModel):
     )
 
 
-def _default_postgres_persistence() -> Persistence:
-    return Persistence(size="20Gi")
+class PostgresPersistence(Persistence):
+    """The Postgres data volume: as ``Persistence``, 20Gi unless set (a spec that sets only
+    the storage class still gets 20Gi, not the Redis default)."""
+
+    size: base.Quantity = Field(
+        default="20Gi", description="Requested size of the data volume (a Kubernetes quantity)."
+    )
+    when_deleted: RetentionPolicy = Field(
+        default="Retain",
+        description="What happens to the model data when the AnomalyDetector is deleted, and "
+        "with it the artifact signing key (one lifetime for both): Retain keeps the volume and "
+        "the key Secret (a re-applied resource reuses both), Delete removes both.",
+    )
 
 
 class PostgresSpec(StoreModel):
@@ -209,8 +346,8 @@ class PostgresSpec(StoreModel):
     config: PostgresConfig = Field(
         default_factory=PostgresConfig, description="postgresql.conf parameters."
     )
-    persistence: Persistence = Field(
-        default_factory=_default_postgres_persistence, description="The data volume."
+    persistence: PostgresPersistence = Field(
+        default_factory=PostgresPersistence, description="The data volume."
     )
     resources: ComputeResources = Field(
         default_factory=default_postgres_resources,

@@ -77,10 +77,10 @@ class ComputeResources(StoreModel):
     a default limit below a request you set is raised to it (and a default request above a
     limit you set is lowered to it)."""
 
-    requests: dict[str, str] = Field(
+    requests: dict[str, base.Quantity] = Field(
         default_factory=dict, description="Resource requests, e.g. {cpu: 250m, memory: 1Gi}."
     )
-    limits: dict[str, str] = Field(
+    limits: dict[str, base.Quantity] = Field(
         default_factory=dict, description="Resource limits, e.g. {cpu: '2', memory: 3Gi}."
     )
 

@@ -37,3 +37,5 @@ REASON_PAUSED = "Paused"
 REASON_DISABLED = "Disabled"
 REASON_COMPONENTS_NOT_READY = "ComponentsNotReady"
 REASON_STABLE = "Stable"
+# Event: a generated key's owner disagrees with its lifetime policy (a reason, not a secret).
+REASON_SECRET_OWNERSHIP = "SecretOwnership"  # noqa: S105

@@ -87,6 +87,7 @@ def compute(
     problems: Sequence[Problem],
     previous: Mapping[str, Any] | None,
     now: str,
+    served: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole status of ``detector`` (pure: same inputs, same output)."""
     names = naming.Names(instance=detector.name, namespace=detector.namespace)
@@ -145,9 +146,13 @@ def compute(
         generation=generation,
         now=now,
     )
-    # The declared model only: the fitted version and threshold live in the service's
-    # registry, which the operator does not call (see specs.detector.ModelStatus).
-    model = {"name": detector.model_name, "algorithm": detector.spec.model.algorithm}
+    # The declared model, and the served version as the service reported it (``served``;
+    # the last answer is kept while the service is not asked, e.g. during a rollout).
+    model = {
+        "name": detector.model_name,
+        "algorithm": detector.spec.model.algorithm,
+        **(served or {}),  # what the service reports it serves (reconciling.serving)
+    }
     return {
         "observedGeneration": generation,
         "phase": phase,

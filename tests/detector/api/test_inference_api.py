@@ -10,7 +10,7 @@ import pytest
 from tests.detector.conftest import service, training_rows
 
 
-def _tensor(data: Any, shape: list[int], datatype: str = "FP64") -> dict[str, Any]:
+def _tensor(data: Any, shape: Any, datatype: Any = "FP64") -> dict[str, Any]:
     return {
         "id": "r1",
         "inputs": [{"name": "input-0", "shape": shape, "datatype": datatype, "data": data}],
@@ -45,17 +45,39 @@ async def test_infer_metadata_and_health(tmp_path: Path) -> None:
 
 
 BAD: list[tuple[Any, int, str]] = [
-    ({"inputs": []}, 422, "exactly one"),
-    ({"inputs": "x"}, 422, "exactly one"),
-    (_tensor([0, 0, 0], [1, 3], "BYTES"), 422, "not supported"),
-    (_tensor([0, 0], [1, 3]), 422, "needs 3"),
-    (_tensor([0, 0, "a"], [1, 3]), 422, "only numbers"),
-    (_tensor([0.5, True, 0], [1, 3]), 422, "booleans"),
-    (_tensor([[0.5, 0, 0], [0, False, 1]], [2, 3]), 422, "booleans"),
-    (_tensor([0, 0, 0], [1, 1, 3]), 422, "expected shape"),
-    (_tensor([0, 0, 0, 0], [2, 2]), 422, "expects 3 features"),
-    (_tensor([[0, 0], [0]], [2, 2]), 422, "regular"),
-    (_tensor([0, 0, 0], "1,3"), 422, "shape"),
+    ({"inputs": []}, 400, "non-empty list"),
+    ({"inputs": "x"}, 400, "non-empty list"),
+    ({"inputs": [1]}, 400, "non-empty list"),
+    (_tensor([0, 0, 0], [1, 3], "BYTES"), 400, "not supported"),
+    (_tensor([0, 0, 0], [1, 3], {}), 400, "not supported"),
+    (_tensor([0, 0, 0], [1, 3], ["FP64"]), 400, "not supported"),
+    (_tensor([0, 0], [1, 3]), 400, "needs 3"),
+    (_tensor([0, 0, "a"], [1, 3]), 400, "only numbers"),
+    (_tensor([0, 0, None], [1, 3]), 400, "only numbers"),
+    (_tensor([0, 0, {}], [1, 3]), 400, "only numbers"),
+    (_tensor([0.5, True, 0], [1, 3]), 400, "booleans"),
+    (_tensor([[0.5, 0, 0], [0, False, 1]], [2, 3]), 400, "booleans"),
+    # JSON booleans deeper than one level of nesting (numpy made them 1/0)
+    (_tensor([[[0.5, 0, 0]], [[0, False, 1]]], [2, 3]), 400, "booleans"),
+    (_tensor([[[[True, 0, 0]]]], [1, 3]), 400, "booleans"),
+    (_tensor([0, 0, 0], [1, 1, 3]), 400, "expected shape"),
+    (_tensor([0, 0, 0, 0], [2, 2]), 400, "expects 3 features"),
+    (_tensor([[0, 0], [0]], [2, 2]), 400, "regular"),
+    (_tensor([[0, 0, 0], 0, 0, 0], [2, 3]), 400, "regular"),
+    (_tensor([0, 0, 0], "1,3"), 400, "shape"),
+    (_tensor([0, 0, 0, 0], [True, 4]), 400, "shape"),
+    (_tensor([0, 0, 0], [1.0, 3]), 400, "shape"),
+    (_tensor([0, 0, 0], [-1, 3]), 400, "shape"),
+    (_tensor([0, 0, 0], None), 400, "shape"),
+    (_tensor(None, [1, 3]), 400, "'data'"),
+    (_tensor([0, 0, 10**400], [1, 3]), 400, "infinity"),
+    (_tensor([], [0, 3]), 400, "no rows"),
+    (_tensor([0] * 3, [2_000_000, 3]), 413, "exceed the limit"),
+    ({"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 3]}]}, 400, "binary_data_size"),
+    ({**_tensor([0, 0, 0], [1, 3]), "outputs": [{"name": "nope"}]}, 400, "unknown output"),
+    ({**_tensor([0, 0, 0], [1, 3]), "outputs": "scores"}, 400, "'outputs'"),
+    ({**_tensor([0, 0, 0], [1, 3]), "parameters": []}, 400, "'parameters'"),
+    ({**_tensor([0, 0, 0], [1, 3]), "parameters": {"binary_data_output": 1}}, 400, "true or"),
 ]
 
 

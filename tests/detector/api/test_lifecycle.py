@@ -73,14 +73,73 @@ async def test_declared_model_refitted_when_the_signing_key_changed(tmp_path: Pa
         assert (await client.get("/readyz")).json()["models"] == {"declared": 2}
 
 
-async def test_missing_training_data_keeps_readiness_false_with_a_reason(tmp_path: Path) -> None:
-    app = create_app(settings_for(tmp_path, model_name="declared"))
-    async with serving(app) as client:
-        await asyncio.sleep(0.2)
-        response = await client.get("/readyz")
-        assert response.status_code == 503
-        assert "TRAINING_PATH" in response.json()["detail"]
-        assert (await client.get("/livez")).status_code == 200
+async def test_declared_model_without_training_data_is_ready_and_says_how_to_fit_it(
+    tmp_path: Path,
+) -> None:
+    """The minimal sample: a declared model and no training source. The pod is Ready (so its
+    Service has endpoints and the model can be fitted through the API at all)."""
+    async with service(tmp_path, model_name="payments") as client:
+        readiness = (await client.get("/readyz")).json()
+        assert readiness["ready"] is True
+        assert readiness["declared_model_state"] == "not_fitted"
+        assert readiness["declared_model_version"] is None
+        for response in (
+            await client.post("/v1/models/payments/detect", json={"instances": [[0, 0]]}),
+            await client.get("/v1/models/payments"),
+        ):
+            assert response.status_code == 404
+            assert response.json()["error"] == "model_not_fitted"
+            assert "declared, not fitted yet: PUT /v1/models/payments" in response.json()["detail"]
+        fitted = await client.put(
+            "/v1/models/payments", json={"algorithm": "ECOD", "instances": training_rows(d=2)}
+        )
+        assert fitted.status_code == 201, fitted.text
+        scored = await client.post("/v1/models/payments/detect", json={"instances": [[0, 0]]})
+        assert scored.status_code == 200, scored.text
+        readiness = (await client.get("/readyz")).json()
+        assert readiness["declared_model_state"] == "loaded"
+        assert readiness["declared_model_version"] == 1
+    async with service(tmp_path, model_name="payments") as client:  # restart: the PUT serves
+        readiness = (await client.get("/readyz")).json()
+        assert (readiness["declared_model_state"], readiness["declared_model_version"]) == (
+            "loaded",
+            1,
+        )
+
+
+async def test_a_changed_declared_model_is_fitted_as_a_new_version_once(tmp_path: Path) -> None:
+    csv = _training_csv(tmp_path / "train.csv")
+    options = {
+        "model_name": "declared",
+        "model_algorithm": "IForest",
+        "model_parameters": {"n_estimators": 20},
+        "model_training_path": str(csv),
+    }
+    async with service(tmp_path, **options) as client:
+        assert (await client.get("/readyz")).json()["declared_model_version"] == 1
+
+    changed = {**options, "model_algorithm": "ECOD", "model_parameters": {}}
+    settings = settings_for(tmp_path, **changed)
+    # Two workers start with the new declaration at once: one fits, both serve it.
+    async with serving(create_app(settings)) as one, serving(create_app(settings)) as two:
+        await wait_until(lambda: ready(one))
+        await wait_until(lambda: ready(two))
+        for client in (one, two):
+            readiness = (await client.get("/readyz")).json()
+            assert readiness["declared_model_version"] == 2, readiness
+            meta = (await client.get("/v1/models/declared")).json()
+            assert (meta["algorithm"], meta["version"]) == ("ECOD", 2)
+    assert sorted(path.name for path in (tmp_path / "models" / "declared").glob("v*.json")) == [
+        "v1.json",
+        "v2.json",
+    ]
+    async with service(tmp_path, **changed) as client:  # same declaration: loaded, not refitted
+        assert (await client.get("/readyz")).json()["declared_model_version"] == 2
+
+    csv.write_text(csv.read_text() + "0.5,0.5\n")  # new training data (a new ConfigMap)
+    async with service(tmp_path, **{**changed, "model_contamination": 0.2}) as client:
+        meta = (await client.get("/v1/models/declared")).json()
+        assert (meta["version"], meta["contamination"], meta["n_samples"]) == (3, 0.2, 151)
 
 
 async def test_warmup_loads_stored_models(tmp_path: Path) -> None:
@@ -98,7 +157,7 @@ async def test_sigterm_fails_readiness_first_then_hands_over_to_uvicorn(tmp_path
 
     previous = signal.signal(signal.SIGTERM, uvicorn_handler)
     try:
-        app = create_app(settings_for(tmp_path, shutdown_drain_seconds=0.3), handle_signals=True)
+        app = create_app(settings_for(tmp_path, drain_seconds=0.3), handle_signals=True)
         async with serving(app) as client:
             await wait_until(lambda: ready(client))
             os.kill(os.getpid(), signal.SIGTERM)

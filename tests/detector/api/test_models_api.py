@@ -84,6 +84,26 @@ async def test_fit_from_csv_upload(tmp_path: Path) -> None:
         assert nofile.status_code == 400
 
 
+async def test_unbounded_work_is_refused_with_a_4xx(tmp_path: Path) -> None:
+    line = ",".join(["1.5"] * 30_000)
+    async with service(tmp_path) as client:
+        wide = await client.put(
+            "/v1/models/wide",
+            files={"file": ("wide.csv", f"{line}\n{line}\n".encode(), "text/csv")},
+        )
+        assert wide.status_code == 422, wide.text
+        assert "PYNOMALY_MODEL_MAX_FEATURES" in wide.json()["detail"]
+        huge = await client.put(
+            "/v1/models/huge",
+            json={"parameters": {"n_estimators": 100_000_000}, "instances": [[1, 2], [3, 4]]},
+        )
+        assert huge.status_code == 422, huge.text
+        every_core = await client.put(
+            "/v1/models/cores", json={"parameters": {"n_jobs": -1}, "instances": [[1, 2], [3, 4]]}
+        )
+        assert every_core.status_code == 422, every_core.text
+
+
 BAD_DETECT: list[tuple[bytes, int, str]] = [
     (b"not json", 400, "not valid JSON"),
     (b"", 400, "empty"),

@@ -53,3 +53,18 @@ def test_discard_where() -> None:
     cache.discard_where(lambda key: key[0] == "a")
     assert cache.get(("a", 1)) is None
     assert cache.get(("b", 1)) == 2
+
+
+def test_kept_entries_are_evicted_last_and_never_expire() -> None:
+    """The declared model stays loaded however many other models pass through the cache."""
+    cache: TTLCache[str, int] = TTLCache(
+        max_size=2, ttl=0.05, level="l1_models", sliding=True, keep=lambda key: key == "declared"
+    )
+    cache.put("declared", 0)
+    for index in range(5):
+        cache.put(f"other-{index}", index)
+    assert cache.get("declared") == 0
+    assert len(cache) == 2
+    time.sleep(0.1)
+    assert cache.get("declared") == 0
+    assert cache.get("other-4") is None  # expired

@@ -81,3 +81,12 @@ def test_parse_nodes() -> None:
 
 def test_no_redis_configured() -> None:
     assert redis_clients.create(Settings()) is None
+
+
+def test_redis_connections_are_bounded_per_worker() -> None:
+    """The performance guide's bounded pool: 50 connections, callers wait for a free one."""
+    client = redis_clients.create(
+        Settings(redis_mode="standalone", redis_url="redis://127.0.0.1:1/0")
+    )
+    assert client is not None
+    assert client.connection_pool.max_connections == 50

@@ -66,3 +66,19 @@ def test_catalog_is_case_insensitive_and_complete() -> None:
     assert catalog.lookup("iforest").name == "IForest"
     assert len(catalog.NAMES) == 14
     assert "novelty" not in catalog.lookup("LocalOutlierFactor").parameter_names()
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "parameters", "message"),
+    [
+        ("IForest", {"n_estimators": 100_000_000}, "n_estimators must be between 1 and 1000"),
+        ("IForest", {"n_jobs": -1}, "n_jobs must be 1"),
+        ("KNN", {"n_neighbors": 50_000}, "n_neighbors must be between 1 and 1000"),
+        ("OneClassSVM", {"max_iter": -1}, "max_iter must be between 1 and 100000"),
+    ],
+)
+def test_parameters_that_scale_the_work_are_bounded(
+    algorithm: str, parameters: dict[str, object], message: str
+) -> None:
+    with pytest.raises(errors.InvalidParametersError, match=message):
+        fitted.fit(algorithm, X, parameters=parameters)

@@ -18,6 +18,20 @@ async def test_versions_list_delete(tmp_path: Path) -> None:
     await store_contract.versions_list_delete(await _store(tmp_path))
 
 
+async def test_versions_are_never_reused(tmp_path: Path) -> None:
+    await store_contract.versions_are_never_reused_and_changes_are_counted(await _store(tmp_path))
+
+
+async def test_ensure_refits_a_changed_declaration_once(tmp_path: Path) -> None:
+    await store_contract.ensure_refits_what_accept_refuses(
+        [await _store(tmp_path) for _ in range(3)]
+    )
+
+
+async def test_prune_keeps_the_newest(tmp_path: Path) -> None:
+    await store_contract.prune_keeps_the_newest(await _store(tmp_path))
+
+
 async def test_concurrent_saves(tmp_path: Path) -> None:
     await store_contract.concurrent_saves_get_distinct_versions(await _store(tmp_path))
 

@@ -10,6 +10,7 @@ from pynomaly_detector.registry.postgres import PostgresStore
 from pynomaly_detector.registry.store import StoreUnavailableError
 from tests.detector.registry import store_contract
 from tests.detector.registry.conftest import draft
+from tests.support.ports import free_port
 from tests.support.postgres_servers import PostgresStack
 
 pytestmark = pytest.mark.postgres
@@ -31,6 +32,26 @@ async def store(postgres_stack: PostgresStack) -> AsyncIterator[PostgresStore]:
 
 async def test_versions_list_delete(store: PostgresStore) -> None:
     await store_contract.versions_list_delete(store)
+
+
+async def test_versions_are_never_reused(store: PostgresStore) -> None:
+    await store_contract.versions_are_never_reused_and_changes_are_counted(store)
+
+
+async def test_ensure_refits_a_changed_declaration_once(postgres_stack: PostgresStack) -> None:
+    database = postgres_stack.create_database()
+    stores = [_store(postgres_stack, database) for _ in range(3)]  # three "replicas"
+    for store in stores:
+        await store.open()
+    try:
+        await store_contract.ensure_refits_what_accept_refuses(list(stores))
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_prune_keeps_the_newest(store: PostgresStore) -> None:
+    await store_contract.prune_keeps_the_newest(store)
 
 
 async def test_concurrent_saves(store: PostgresStore) -> None:
@@ -82,4 +103,19 @@ async def test_store_opens_while_database_is_down(postgres_stack: PostgresStack)
     finally:
         postgres_stack.pgbouncer.start()
     assert await store.list_models() == []
+    await store.close()
+
+
+async def test_store_errors_never_echo_the_driver() -> None:
+    """503 bodies and /readyz show our message; the driver's (host, port, user) stays in logs."""
+    port = free_port()
+    store = PostgresStore(
+        f"postgresql://leaky_user@127.0.0.1:{port}/db", password="pw", timeout=1.0
+    )
+    with pytest.raises(StoreUnavailableError) as raised:
+        await store.save(draft("m"))
+    message = str(raised.value)
+    assert "leaky_user" not in message
+    assert str(port) not in message
+    assert "127.0.0.1" not in message
     await store.close()

@@ -48,3 +48,23 @@ def test_digests_identify_rows() -> None:
     first, second, third = rows.digests(values)
     assert first == second != third
     assert len(first) == 16
+
+
+def test_a_wrong_width_is_refused_before_any_value_is_copied() -> None:
+    """A big request of the wrong width must not cost a matrix (and a flat copy) first."""
+    import tracemalloc
+
+    wide = [[0.5] * 50 for _ in range(20_000)]  # 1M values: ~8 MB flat, 8 MB as an array
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidInputError, match="expects 3 features"):
+            rows.matrix(wide, n_features=3, max_rows=100_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, f"{peak} bytes allocated to refuse a wrong width"
+
+
+def test_rows_wider_than_the_limit_are_refused() -> None:
+    with pytest.raises(InvalidInputError, match="at most 10 features"):
+        rows.matrix([[1.0] * 11, [2.0] * 11], n_features=None, max_rows=10, max_features=10)

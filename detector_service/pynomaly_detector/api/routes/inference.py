@@ -6,11 +6,18 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from pynomaly_detector.api import oip
 from pynomaly_detector.api.bodies import json_response
 from pynomaly_detector.api.deps import Plane
 from pynomaly_detector.api.errors import error_response
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+
+
+@router.get("")
+async def server_metadata() -> Response:
+    """Server name, version and protocol extensions (``binary_tensor_data``)."""
+    return json_response(oip.server_metadata())
 
 
 @router.get("/models/{name}")

@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from pynomaly_detector import datasets
-from pynomaly_detector.api.bodies import json_object, json_response
+from pynomaly_detector.api.bodies import Bound, json_object, json_response
 from pynomaly_detector.api.deps import AppSettings, Plane
 from pynomaly_detector.api.errors import BadRequestError
 from pynomaly_detector.dataplane import training_from_instances
@@ -65,7 +65,10 @@ async def _multipart(
                 raise BadRequestError("'parameters' must be a JSON object") from None
         options = _options(fields)
         data = await asyncio.to_thread(
-            datasets.read_csv, upload.file, max_rows=settings.model_max_training_rows
+            datasets.read_csv,
+            upload.file,
+            max_rows=settings.model_max_training_rows,
+            max_features=settings.model_max_features,
         )
     finally:
         await form.close()
@@ -79,10 +82,15 @@ async def fit(name: str, request: Request, plane: Plane, settings: AppSettings) 
     if content_type.startswith("multipart/form-data"):
         options, data = await _multipart(request, settings)
     else:
-        options = _options(await json_object(request))
+        bound = Bound(rows=settings.model_max_training_rows)
+        options = _options(await json_object(request, bound))
         if options.instances is None:
             raise InvalidInputError("'instances' is required (or upload a CSV as multipart 'file')")
-        data = training_from_instances(options.instances, max_rows=settings.model_max_training_rows)
+        data = training_from_instances(
+            options.instances,
+            max_rows=settings.model_max_training_rows,
+            max_features=settings.model_max_features,
+        )
     meta = await plane.fit(
         name,
         algorithm=options.algorithm,
@@ -120,6 +128,7 @@ async def anomalies(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Response:
     """Logged anomalies of ``name`` after ``since`` (ISO 8601), oldest first."""
+    await plane.describe(name)  # 404 for a model that does not exist
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=dt.UTC)
     records = await plane.anomalies(name, since=since, limit=limit)

@@ -7,17 +7,12 @@ bodies with orjson and numpy (no pydantic).
 
 from __future__ import annotations
 
-import itertools
-from typing import Any
-
-import numpy as np
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from pynomaly_detector.api import deps
-from pynomaly_detector.api.bodies import json_object, json_response
+from pynomaly_detector.api import deps, oip
+from pynomaly_detector.api.bodies import Bound, json_object, json_response
 from pynomaly_detector.detectors.errors import InvalidInputError
-from pynomaly_detector.scoring import rows as rowing
 
 router = APIRouter(tags=["scoring"])
 
@@ -28,7 +23,9 @@ async def detect(request: Request) -> Response:
     # The hot path: no dependency solving or parameter validation, state read directly.
     plane = deps.plane_of(request)
     name: str = request.path_params["name"]
-    body = await json_object(request)
+    model = await plane.model(name)  # its width bounds the body before it is parsed
+    bound = Bound.for_model(plane.settings.max_instances_per_request, model.meta.n_features)
+    body = await json_object(request, bound)
     if "instances" not in body:
         raise InvalidInputError("'instances' is required: a list of rows")
     detection = await plane.detect(name, body["instances"])
@@ -44,99 +41,7 @@ async def detect(request: Request) -> Response:
     )
 
 
-NUMERIC = frozenset(
-    {
-        "FP16",
-        "FP32",
-        "FP64",
-        "INT8",
-        "INT16",
-        "INT32",
-        "INT64",
-        "UINT8",
-        "UINT16",
-        "UINT32",
-        "UINT64",
-    }
-)
-
-
-def _tensor(
-    body: dict[str, Any], *, n_features: int, max_rows: int, booleans_possible: bool = True
-) -> rowing.FloatArray:
-    inputs = body.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise InvalidInputError("'inputs' must be a list with exactly one tensor object")
-    tensor = inputs[0]
-    datatype = tensor.get("datatype")
-    if datatype not in NUMERIC:
-        raise InvalidInputError(
-            f"datatype {datatype!r} is not supported; use one of FP32, FP64, INT64, ..."
-        )
-    shape = tensor.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
-        raise InvalidInputError("'shape' must be a list of non-negative integers")
-    data = tensor.get("data")
-    if not isinstance(data, list):
-        raise InvalidInputError("'data' must be a list of numbers (flat or nested)")
-    try:
-        array = np.array(data)
-    except (ValueError, TypeError, OverflowError):
-        raise InvalidInputError("'data' must be numbers in a regular (non-ragged) layout") from None
-    if array.dtype.kind not in "iuf" or (booleans_possible and _has_booleans(data)):
-        raise InvalidInputError("'data' must contain only numbers (no strings, booleans or nulls)")
-    if len(shape) == 1:
-        shape = [1, shape[0]]
-    if len(shape) != 2:
-        raise InvalidInputError(f"expected shape [rows, {n_features}], got {shape}")
-    if shape[0] > max_rows:
-        raise rowing.TooManyRowsError(f"{shape[0]} rows exceed the limit of {max_rows} per request")
-    if array.size != shape[0] * shape[1]:
-        raise InvalidInputError(
-            f"'data' has {array.size} values but shape {shape} needs {shape[0] * shape[1]}"
-        )
-    return rowing.checked(array.reshape(shape), n_features=n_features)
-
-
-def _has_booleans(data: list[Any]) -> bool:
-    # numpy turns JSON true/false mixed with numbers into 1/0 without a word.
-    values = itertools.chain.from_iterable(data) if data and type(data[0]) is list else data
-    return bool in map(type, values)
-
-
 @router.post("/v2/models/{name}/infer")
 async def infer(request: Request) -> Response:
-    """Scores and anomaly flags of one FP/INT tensor of shape [rows, features]."""
-    plane = deps.plane_of(request)  # hot path: no dependency solving
-    settings = plane.settings
-    name: str = request.path_params["name"]
-    body = await json_object(request)
-    model = await plane.model(name)
-    raw = await request.body()  # cached by Starlette: no second read
-    values = _tensor(
-        body,
-        n_features=model.meta.n_features,
-        max_rows=settings.max_instances_per_request,
-        # JSON booleans are the literals true/false: without those bytes there are none, and
-        # the per-value type check (~35 us per 4,096 values) is skipped.
-        booleans_possible=b"true" in raw or b"false" in raw,
-    )
-    detection = await plane.detect_matrix(model, values)
-    rows = len(values)
-    response: dict[str, Any] = {
-        "model_name": name,
-        "model_version": str(model.meta.version),
-        "parameters": {"threshold": model.meta.threshold},
-        "outputs": [
-            {"name": "scores", "shape": [rows], "datatype": "FP64", "data": detection.scores},
-            {
-                "name": "is_anomaly",
-                "shape": [rows],
-                "datatype": "BOOL",
-                "data": detection.is_anomaly,
-            },
-        ],
-    }
-    if "id" in body:
-        response["id"] = body["id"]
-    return json_response(response)
+    """Scores and anomaly flags of FP/INT/BOOL tensors of [rows, features] (JSON or binary)."""
+    return await oip.infer(request)

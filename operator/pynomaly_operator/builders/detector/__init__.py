@@ -3,7 +3,8 @@
 ``objects()`` is what the detector component contributes to ``builders.desired``: the
 ServiceAccount and settings ConfigMap (before the stores, so they exist before the pods that
 use them), then Service, Deployment, PodDisruptionBudget, HorizontalPodAutoscaler (when
-autoscaling is enabled) and NetworkPolicy. ``store_env`` tells the Deployment how to reach
+autoscaling is enabled), NetworkPolicy, and the ServiceMonitor/PodMonitor/PrometheusRule
+``spec.monitoring`` asks for. ``store_env`` tells the Deployment how to reach
 the stores (passed in by ``builders.desired``); ``signing_key`` is this component's one
 generated Secret.
 """
@@ -18,6 +19,7 @@ from pynomaly_operator.builders.detector import (
     config_map,
     deployment,
     horizontal_pod_autoscaler,
+    monitoring,
     network_policy,
     pod_disruption_budget,
     service,
@@ -62,4 +64,5 @@ def after_stores(
     if hpa is not None:
         objects.append(hpa)
     objects.append(network_policy.network_policy(detector, names))
+    objects.extend(monitoring.objects(detector, names))
     return objects

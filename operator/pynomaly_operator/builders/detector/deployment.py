@@ -17,7 +17,7 @@ from typing import Any
 
 from pynomaly_operator import naming
 from pynomaly_operator.builders import pods
-from pynomaly_operator.builders.detector import config_map, signing_key
+from pynomaly_operator.builders.detector import api_token, config_map, signing_key
 from pynomaly_operator.specs import detector as specs
 
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
@@ -44,14 +44,18 @@ def affinity(detector: specs.AnomalyDetector) -> dict[str, Any] | None:
     return {"nodeAffinity": node}
 
 
-def _volumes(detector: specs.AnomalyDetector) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _volumes(
+    detector: specs.AnomalyDetector, names: naming.Names
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes: list[dict[str, Any]] = [
         {"name": "tmp", "emptyDir": {}},
         {"name": "models", "emptyDir": {}},
+        api_token.volume(names),
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108  (the read-only root's scratch space)
         {"name": "models", "mountPath": config_map.MODEL_DIR},
+        api_token.mount(),
     ]
     ref = detector.spec.model.training.config_map_ref
     if ref is not None:
@@ -63,6 +67,34 @@ def _volumes(detector: specs.AnomalyDetector) -> tuple[list[dict[str, Any]], lis
         )
         mounts.append({"name": "training", "mountPath": config_map.TRAINING_DIR, "readOnly": True})
     return volumes, mounts
+
+
+def _ports(detector: specs.AnomalyDetector) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"name": "http", "containerPort": pods.HTTP_PORT, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": pods.METRICS_PORT, "protocol": "TCP"},
+    ]
+    if detector.spec.server.grpc_port is not None:
+        out.append(
+            {"name": "grpc", "containerPort": detector.spec.server.grpc_port, "protocol": "TCP"}
+        )
+    return out
+
+
+# After the drain, the slowest request may still run for timeoutSeconds; then the asyncpg
+# pool closes and the anomaly log flushes. This margin covers those last steps.
+SHUTDOWN_MARGIN_SECONDS = 10
+
+
+def termination_grace_period(detector: specs.AnomalyDetector) -> int:
+    """Seconds between SIGTERM and SIGKILL: drain, the longest request, then the margin.
+
+    No preStop hook: the service starts draining on SIGTERM itself (readiness fails at once,
+    requests are still served for ``drainSeconds``), which is what a preStop sleep would buy,
+    without a second wait inside the same grace period or a shell in the image.
+    """
+    server = detector.spec.server
+    return server.drain_seconds + server.timeout_seconds + SHUTDOWN_MARGIN_SECONDS
 
 
 def deployment(
@@ -80,7 +112,7 @@ def deployment(
     ``replicas``: set only when no HPA owns the replica count.
     """
     spec = detector.spec
-    volumes, mounts = _volumes(detector)
+    volumes, mounts = _volumes(detector, names)
     env: list[dict[str, Any]] = [
         {
             "name": "PYNOMALY_ARTIFACT_SIGNING_KEY",
@@ -88,6 +120,11 @@ def deployment(
                 "secretKeyRef": {"name": names.signing_key_secret, "key": signing_key.KEY}
             },
         },
+        # The token file's path is no secret; the tokens are in the mounted Secret.
+        pods.env("PYNOMALY_API_TOKEN_FILE", api_token.FILE),
+        pods.env("PYNOMALY_SCORING_AUTH", spec.server.scoring_auth),
+        pods.env("PYNOMALY_DRAIN_SECONDS", str(spec.server.drain_seconds)),
+        pods.env("PYNOMALY_GRPC_PORT", str(spec.server.grpc_port or 0)),  # 0: no gRPC
         *store_env,
     ]
     selector = names.selector(naming.COMPONENT_DETECTOR)
@@ -95,17 +132,14 @@ def deployment(
         "serviceAccountName": names.detector,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 30,
+        "terminationGracePeriodSeconds": termination_grace_period(detector),
         "securityContext": pods.pod_security_context(),
         "containers": [
             {
                 "name": "detector",
                 "image": spec.image,
                 "imagePullPolicy": spec.image_pull_policy,
-                "ports": [
-                    {"name": "http", "containerPort": pods.HTTP_PORT, "protocol": "TCP"},
-                    {"name": "metrics", "containerPort": pods.METRICS_PORT, "protocol": "TCP"},
-                ],
+                "ports": _ports(detector),
                 "envFrom": [{"configMapRef": {"name": names.config}}],
                 "env": env,
                 "resources": {

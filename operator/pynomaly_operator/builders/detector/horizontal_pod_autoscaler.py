@@ -1,7 +1,12 @@
 """The detector HorizontalPodAutoscaler (autoscaling/v2), behavior included.
 
 Every field of ``spec.autoscaling`` lands here, including the scale-up/scale-down
-stabilization windows and policies (KServe drops ``behavior``; this builder must not).
+stabilization windows and policies (KServe drops ``behavior``; this builder must not) and the
+load metrics (requests per second, in-flight requests per pod) as ``Pods`` metrics beside
+CPU and memory. Why HPA ``Pods`` metrics rather than a KEDA ScaledObject: KEDA would create
+its own HPA for the Deployment, which would fight this one; one HPA keeps the guide's
+CPU/memory targets and behavior policies, works with any custom-metrics adapter, and needs
+no CRD.
 """
 
 from __future__ import annotations
@@ -32,6 +37,25 @@ def _utilization(resource: str, target: int) -> dict[str, Any]:
     }
 
 
+LOAD_METRICS = {
+    "RequestsPerSecond": "pynomaly_requests_per_second",
+    "InFlightRequests": "pynomaly_in_flight_requests",
+}
+"""Adapter metric names per ``autoscaling.metrics[].type`` (manifests/monitoring/
+prometheus-adapter-rules.yaml serves them from pynomaly_requests_total and
+pynomaly_active_connections)."""
+
+
+def _pods(metric: specs.LoadMetricSpec) -> dict[str, Any]:
+    return {
+        "type": "Pods",
+        "pods": {
+            "metric": {"name": metric.metric_name or LOAD_METRICS[metric.type]},
+            "target": {"type": "AverageValue", "averageValue": metric.target_average_value},
+        },
+    }
+
+
 def horizontal_pod_autoscaler(
     detector: specs.AnomalyDetector, names: naming.Names
 ) -> dict[str, Any] | None:
@@ -42,6 +66,7 @@ def horizontal_pod_autoscaler(
     metrics = [_utilization("cpu", scaling.target_cpu_utilization)]
     if scaling.target_memory_utilization is not None:
         metrics.append(_utilization("memory", scaling.target_memory_utilization))
+    metrics.extend(_pods(metric) for metric in scaling.metrics)
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",

@@ -11,7 +11,21 @@ from pynomaly_operator.specs import detector as specs
 
 def service(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, Any]:
     """ClusterIP Service selecting the detector pods."""
-    del detector
+    ports: list[dict[str, Any]] = [
+        {"name": "http", "port": pods.HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
+        {"name": "metrics", "port": pods.METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
+    ]
+    grpc = detector.spec.server.grpc_port
+    if grpc is not None:
+        ports.append(
+            {
+                "name": "grpc",
+                "port": grpc,
+                "targetPort": "grpc",
+                "protocol": "TCP",
+                "appProtocol": "kubernetes.io/h2c",
+            }
+        )
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -19,19 +33,6 @@ def service(detector: specs.AnomalyDetector, names: naming.Names) -> dict[str, A
         "spec": {
             "type": "ClusterIP",
             "selector": names.selector(naming.COMPONENT_DETECTOR),
-            "ports": [
-                {
-                    "name": "http",
-                    "port": pods.HTTP_PORT,
-                    "targetPort": "http",
-                    "protocol": "TCP",
-                },
-                {
-                    "name": "metrics",
-                    "port": pods.METRICS_PORT,
-                    "targetPort": "metrics",
-                    "protocol": "TCP",
-                },
-            ],
+            "ports": ports,
         },
     }

@@ -64,7 +64,7 @@ def postgresql_conf(
         ("logging_collector", False),
         ("log_min_duration_statement", 1000),
     ]
-    settings += sorted(c.extra.items())
+    settings += sorted((p.name, p.value) for p in c.extra)
     lines = ["# Rendered by pynomaly-operator from spec.postgres.config."]
     lines += [f"{name} = {_value(value)}" for name, value in settings]
     return "\n".join(lines) + "\n"

@@ -132,7 +132,7 @@ REDIS_START_SCRIPT = r"""#!/bin/sh
 # failover pod 0 must come back as a replica, not as a second master. With no sentinel
 # answer (first start), pod 0 is the master and every other pod replicates it.
 set -eu
-cp "$CONF_SRC" "$CONF_DST"
+cat "$CONF_SRC" > "$CONF_DST"  # a fresh file: cp would keep the ConfigMap's read-only mode
 {
   echo "requirepass $REDIS_PASSWORD"
   echo "masterauth $REDIS_PASSWORD"
@@ -192,7 +192,7 @@ if [ -n "$master_host" ]; then
     '$1 == "sentinel" && $2 == "monitor" { $4 = h; $5 = p } { print }' \
     "$CONF_SRC" > "$CONF_DST"
 else
-  cp "$CONF_SRC" "$CONF_DST"
+  cat "$CONF_SRC" > "$CONF_DST"  # a fresh file: cp would keep the ConfigMap's read-only mode
 fi
 {
   echo "requirepass $REDIS_PASSWORD"
@@ -208,7 +208,7 @@ exec redis-server "$CONF_DST" --sentinel
 CLUSTER_START_SCRIPT = r"""#!/bin/sh
 # Start a Redis cluster node from the rendered redis.conf plus secrets and identity.
 set -eu
-cp "$CONF_SRC" "$CONF_DST"
+cat "$CONF_SRC" > "$CONF_DST"  # a fresh file: cp would keep the ConfigMap's read-only mode
 {
   echo "requirepass $REDIS_PASSWORD"
   echo "masterauth $REDIS_PASSWORD"

@@ -1,0 +1,150 @@
+"""Open Inference Protocol v2 infer over REST: JSON bodies and the binary tensor data extension.
+
+A request is either a JSON object, or (binary extension) a JSON header of
+``Inference-Header-Content-Length`` bytes followed by the raw bytes of the inputs that carry
+``parameters.binary_data_size``. The tensors themselves are decoded by ``scoring.tensors``
+(no HTTP there); this module only splits the body, frames the response and sets the header.
+Outputs asked for as binary (``binary_data_output`` or an output's ``binary_data``) follow the
+response's JSON header in the order of the outputs, and the response then carries
+``Inference-Header-Content-Length`` too, as Triton's and KServe's clients expect.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+from typing import Any
+
+import orjson
+from fastapi import Request
+from starlette.responses import Response
+
+from pynomaly_detector.api import deps, errors
+from pynomaly_detector.api.bodies import Bound, read_bounded
+from pynomaly_detector.api.errors import BadRequestError
+from pynomaly_detector.scoring import tensors
+
+HEADER_LENGTH = "inference-header-content-length"
+EXTENSIONS = ["binary_tensor_data"]
+"""Protocol extensions this server supports (server metadata, REST and gRPC)."""
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+def server_metadata() -> dict[str, Any]:
+    """Server name, version and extensions (REST ``GET /v2``, gRPC ``ServerMetadata``)."""
+    return {"name": "pynomaly-detector", "version": _version(), "extensions": EXTENSIONS}
+
+
+@functools.cache
+def _version() -> str:
+    try:
+        return importlib.metadata.version("pynomaly-operator")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def split(raw: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
+    """The body's JSON header (an object) and the binary data after it."""
+    if not raw:
+        raise BadRequestError("the request body is empty; send a JSON object")
+    if header_length is None:
+        length = len(raw)
+    else:
+        if not header_length.isdigit() or not 0 < int(header_length) <= len(raw):
+            raise BadRequestError(
+                f"Inference-Header-Content-Length must be a byte count between 1 and the body "
+                f"length {len(raw)}, got {header_length!r}"
+            )
+        length = int(header_length)
+    view = memoryview(raw)
+    try:
+        header = orjson.loads(view[:length])
+    except orjson.JSONDecodeError as error:
+        where = "the JSON header" if header_length is not None else "the request body"
+        raise BadRequestError(f"{where} is not valid JSON: {error}") from None
+    if not isinstance(header, dict):
+        raise BadRequestError("the inference request must be a JSON object")
+    return header, view[length:]
+
+
+def _has_literal_booleans(raw: bytes, end: int) -> bool:
+    return raw.find(b"true", 0, end) >= 0 or raw.find(b"false", 0, end) >= 0
+
+
+async def infer(request: Request) -> Response:
+    """Score the request's tensor(s); answer scores and flags as JSON or binary outputs.
+
+    Errors keep the service's shape, with the message in ``error`` too (``"<code>: <message>"``):
+    the protocol's clients show ``error`` and nothing else.
+    """
+    try:
+        return await _infer(request)
+    except Exception as error:
+        known = errors.response_for(error)
+        if known is None:
+            raise
+        body = orjson.loads(bytes(known.body))
+        body["error"] = f"{body['error']}: {body['detail']}"
+        return Response(
+            orjson.dumps(body), status_code=known.status_code, media_type="application/json"
+        )
+
+
+async def _infer(request: Request) -> Response:
+    plane = deps.plane_of(request)  # hot path: no dependency solving
+    name: str = request.path_params["name"]
+    model = await plane.model(name)  # its width bounds a JSON body before it is parsed
+    header_length = request.headers.get(HEADER_LENGTH)
+    if header_length is None:
+        # All JSON: counted while it arrives (bodies.read_bounded), 413 past the bound. A binary
+        # body is not counted (its bytes are not JSON); it decodes without per-value objects,
+        # so the body-size limit bounds its memory.
+        bound = Bound.for_model(plane.settings.max_instances_per_request, model.meta.n_features)
+        raw = await read_bounded(request, bound)
+    else:
+        raw = await request.body()
+    header, binary = split(raw, header_length)
+    wanted = tensors.requested_outputs(header)
+    values = tensors.json_inputs(
+        header,
+        binary,
+        n_features=model.meta.n_features,
+        max_rows=plane.settings.max_instances_per_request,
+        # JSON booleans are the literals true/false: without those bytes in the JSON there are
+        # none, and the per-value type check is skipped.
+        booleans_possible=_has_literal_booleans(raw, len(raw) - len(binary)),
+    )
+    detection = await plane.detect_matrix(model, values)
+    arrays = tensors.output_arrays(detection.scores, model.meta.threshold)
+    rows = len(values)
+    outputs: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    for output in wanted:
+        tensor: dict[str, Any] = {
+            "name": output.name,
+            "shape": [rows],
+            "datatype": tensors.OUTPUTS[output.name],
+        }
+        if output.binary:
+            chunk = tensors.raw(arrays[output.name])
+            tensor["parameters"] = {"binary_data_size": len(chunk)}
+            chunks.append(chunk)
+        else:
+            tensor["data"] = arrays[output.name]
+        outputs.append(tensor)
+    response: dict[str, Any] = {
+        "model_name": name,
+        "model_version": str(model.meta.version),
+        "parameters": {"threshold": model.meta.threshold},
+        "outputs": outputs,
+    }
+    if "id" in header:
+        response["id"] = header["id"]
+    body = orjson.dumps(response, option=_NUMPY)
+    if not chunks:
+        return Response(body, media_type="application/json")
+    return Response(
+        b"".join([body, *chunks]),
+        media_type="application/octet-stream",
+        headers={HEADER_LENGTH: str(len(body))},
+    )

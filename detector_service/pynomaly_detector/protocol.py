@@ -1,0 +1,135 @@
+"""The HTTP/1.1 protocol uvicorn runs: httptools with a read deadline and a request limit.
+
+uvicorn reads a request for as long as the client takes: a client that sends its headers a
+byte a second holds a connection forever, and ``limit_concurrency`` counts such connections,
+so 1,000 of them made every other request a 503 (probes included). This protocol changes two
+things and nothing else:
+
+- **read deadline**: from the first byte of a request (or the connection's opening) the
+  client has ``request_read_timeout_seconds`` to send the whole request, headers and body.
+  Past it, headers still incomplete get ``408`` and the connection is closed; a body still
+  arriving makes the endpoint see a disconnect; a connection that never sent a byte is
+  closed silently. Idle keep-alive connections keep uvicorn's
+  own ``timeout_keep_alive``.
+- **limit on requests, not connections**: ``limit_concurrency`` is compared with the
+  requests in progress only; a connection that is still sending headers costs a socket and
+  a few hundred bytes, not a slot.
+
+uvicorn selects it by import string (``http=PROTOCOL``), so worker processes import it
+themselves; the deadline is read once per process from ``PYNOMALY_*`` settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+PROTOCOL = "pynomaly_detector.protocol:GuardedHttpToolsProtocol"
+"""What ``cli`` passes to uvicorn as ``http``."""
+
+_TIMEOUT_BODY = (
+    b'{"error":"request_timeout","detail":"the request was not received in time; send it again"}'
+)
+_REQUEST_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
+)
+
+_timeout: float | None = None
+
+
+def read_timeout() -> float:
+    """``request_read_timeout_seconds`` of this process's settings (read once)."""
+    global _timeout
+    if _timeout is None:
+        from pynomaly_detector.settings import Settings
+
+        _timeout = Settings().request_read_timeout_seconds
+    return _timeout
+
+
+class RequestsInProgress:
+    """The server's connection set as uvicorn's protocol sees it, sized by requests only.
+
+    uvicorn refuses a request when ``len(connections)`` or ``len(tasks)`` reaches
+    ``limit_concurrency``; this view keeps the set's contents (shutdown walks the real set)
+    but reports the number of requests in progress as its length.
+    """
+
+    __slots__ = ("_connections", "_tasks")
+
+    def __init__(self, connections: set[Any], tasks: set[Any]) -> None:
+        self._connections = connections
+        self._tasks = tasks
+
+    def add(self, connection: Any) -> None:
+        self._connections.add(connection)
+
+    def discard(self, connection: Any) -> None:
+        self._connections.discard(connection)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._connections)
+
+    def __contains__(self, connection: object) -> bool:
+        return connection in self._connections
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """httptools with a per-request read deadline; concurrency counted in requests."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections = RequestsInProgress(self.connections, self.tasks)  # type: ignore[assignment]  # a view of the same set
+        self._deadline: asyncio.TimerHandle | None = None
+        self._begun = False
+        self._headers_done = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn narrows the type
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._begun = True
+        self._headers_done = False
+        if self._deadline is None:
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def _arm(self) -> None:
+        self._deadline = self.loop.call_later(read_timeout(), self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if not self._begun or self._headers_done:
+            # Opened and never used: close like an idle keep-alive connection. Headers done:
+            # the endpoint is running and waits for the rest of the body; it sees a disconnect.
+            self.transport.close()
+            return
+        self.transport.write(_REQUEST_TIMEOUT)
+        self.transport.close()
