@@ -221,7 +221,7 @@ stop() {
   stop_node
   stop_processes
   # Keep .cluster/bin: only state goes.
-  rm -rf "$DIR/etcd" "$DIR/pki" "$DIR/logs" "$DIR/kubeconfig" "$DIR/ports.json" "$DIR/pids"
+  rm -rf "$DIR/etcd" "$DIR/pki" "$DIR/logs" "$DIR/kubeconfig" "$DIR/ports.json" "$DIR/pids" "$DIR/pv"
   log "stopped; state removed"
 }
 

@@ -197,7 +197,7 @@ func killLeftovers(l layout) {
 }
 
 // sweepIPTables deletes every chain named KUBE-* (kube-proxy, kubelet) or
-// CNI-* (the portmap plugin) and every rule jumping to one, in one
+// CNI-* (the portmap plugin) or PYNODE-* (guardEgress) and every rule jumping to one, in one
 // iptables-restore transaction per table.
 func sweepIPTables(tool string) error {
 	if _, err := exec.LookPath(tool + "-save"); err != nil {
@@ -207,7 +207,9 @@ func sweepIPTables(tool string) error {
 	if err != nil {
 		return fmt.Errorf("%s-save: %w", tool, err)
 	}
-	ours := func(chain string) bool { return strings.HasPrefix(chain, "KUBE-") || strings.HasPrefix(chain, "CNI-") }
+	ours := func(chain string) bool {
+		return strings.HasPrefix(chain, "KUBE-") || strings.HasPrefix(chain, "CNI-") || strings.HasPrefix(chain, "PYNODE-")
+	}
 	var script strings.Builder
 	var table string
 	var dels, chains []string

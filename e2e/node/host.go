@@ -52,6 +52,9 @@ func hostSetup(l layout) error {
 			return err
 		}
 	}
+	if err := guardEgress(); err != nil {
+		return fmt.Errorf("egress guard: %w", err)
+	}
 	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
 		return err
 	}
@@ -74,6 +77,41 @@ func hostSetup(l layout) error {
 	}
 	return nil
 }
+
+// kwokPodCIDR is the control plane's KWOK pod range (e2e/controlplane/kwok.go):
+// fake pods' IPs, which kube-proxy on this node turns into Service endpoints.
+const kwokPodCIDR = "10.244.0.0/16"
+
+// guardEgress installs the project's network rule in iptables before ip_forward
+// is on: nothing leaves through the node's Services or pods for an address
+// that is not ours. PYNODE-FORWARD rejects what a pod sends beyond our bridge
+// (the CNI config routes pods' default traffic to the host, which forwards
+// it) and what a Service DNATs to a KWOK pod; PYNODE-OUTPUT rejects the host's
+// own packets DNATed to a KWOK pod. The chains go with the KUBE-*/CNI-* ones
+// on cleanup (sweepIPTables).
+func guardEgress() error {
+	rules := fmt.Sprintf(`*filter
+:%[1]s - [0:0]
+:%[2]s - [0:0]
+-A %[1]s -i %[3]s ! -o %[3]s -j REJECT
+-A %[1]s -d %[4]s -j REJECT
+-A %[2]s -d %[4]s -j REJECT
+-I FORWARD 1 -j %[1]s
+-I OUTPUT 1 -j %[2]s
+COMMIT
+`, guardForward, guardOutput, bridgeName, kwokPodCIDR)
+	cmd := exec.Command("iptables-restore", "--noflush")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("iptables-restore: %v: %s", err, out)
+	}
+	return nil
+}
+
+const (
+	guardForward = "PYNODE-FORWARD"
+	guardOutput  = "PYNODE-OUTPUT"
+)
 
 // cgroupHierarchies lists the mounted cgroup v1 hierarchies.
 func cgroupHierarchies() []string {
