@@ -214,5 +214,5 @@ node: controlplane ## build the real node: kubelet+kube-proxy (.cluster/bin/node
 	@e2e/cluster.sh build-node
 
 .PHONY: test-realnode
-test-realnode: install node-deps node ## real pods on a real node: Pod Security, Services, DNS, logs/exec, metrics, HPA, clean stop (root)
+test-realnode: install node-deps node images ## real pods on a real node: the minimal sample on the project's images, HPA, faults, clean stop (root)
 	PYNOMALY_REAL_NODE=1 $(VENV)/bin/pytest -m realnode tests/realnode $(PYTEST_ARGS)

@@ -14,7 +14,7 @@
 # CoreDNS, metrics-server; needs root and scripts/node-deps.sh) registered as
 # c5.2xlarge, and the KWOK nodes become CLUSTER_NODES (default
 # c5.4xlarge=1,m5.large=2: no fake c5.2xlarge, so pods that ask for that type
-# run for real). stop always stops a node that runs and cleans up after one.
+# run for real). NODE_METRICS_SERVER=false starts the node without metrics-server. stop always stops a node that runs and cleans up after one.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -101,8 +101,22 @@ build_node() {
   stale "$BIN/pause" "$nd/pause" && gobuild "$BIN/pause" "$nd" "-s -w" ./pause
   stale "$BIN/testbox" "$nd/testbox" && gobuild "$BIN/testbox" "$nd" "-s -w" ./testbox
   stale "$BIN/coredns" "$ROOT/e2e/coredns" && gobuild "$BIN/coredns" "$ROOT/e2e/coredns" "-s -w" .
-  stale "$BIN/metrics-server" "$ROOT/e2e/metrics-server" &&
-    gobuild "$BIN/metrics-server" "$ROOT/e2e/metrics-server" "-s -w" sigs.k8s.io/metrics-server/cmd/metrics-server
+  if stale "$BIN/metrics-server" "$ROOT/e2e/metrics-server"; then
+    # metrics-server v0.8.0's generated OpenAPI definitions predate the v0.35 libraries'
+    # model names. The build uses a copy of the module (in a temp dir, through -modfile
+    # with a replace) whose generated file is e2e/metrics-server/openapi's (gen-openapi.sh).
+    local ms="$ROOT/e2e/metrics-server" msdir tmp
+    msdir="$(cd "$ms" && "$GO" list -m -f '{{.Dir}}' sigs.k8s.io/metrics-server)"
+    tmp="$(mktemp -d)"
+    cp -r "$msdir" "$tmp/metrics-server"
+    chmod -R u+w "$tmp/metrics-server"
+    cp "$ms/openapi/zz_generated.openapi.go" "$tmp/metrics-server/pkg/api/generated/openapi/zz_generated.openapi.go"
+    cp "$ms/go.mod" "$tmp/go.mod"
+    cp "$ms/go.sum" "$tmp/go.sum"
+    echo "replace sigs.k8s.io/metrics-server => $tmp/metrics-server" >> "$tmp/go.mod"
+    GOFLAGS="$GOFLAGS -modfile=$tmp/go.mod" gobuild "$BIN/metrics-server" "$ms" "-s -w" sigs.k8s.io/metrics-server/cmd/metrics-server
+    rm -rf "$tmp"
+  fi
   if [[ ! -s "$BIN/pause.tar" || "$BIN/pause" -nt "$BIN/pause.tar" || "$BIN/node" -nt "$BIN/pause.tar" ]]; then
     "$BIN/node" image --out "$BIN/pause.tar" --name pynomaly.local/pause:1 --entrypoint /pause "$BIN/pause=/pause"
   fi
@@ -124,7 +138,7 @@ start_node() {
   : > "$DIR/logs/node.out"
   log "starting the real node (state in $DIR/node, log $DIR/logs/node.log)..."
   setsid "$BIN/node" run --dir "$DIR/node" --cluster-dir "$DIR" --images "$BIN/testbox.tar${NODE_IMAGES:+,$NODE_IMAGES}" \
-    --ready-timeout "${NODE_READY_TIMEOUT:-180}s" >"$DIR/logs/node.out" 2>>"$DIR/logs/node.log" </dev/null &
+    --ready-timeout "${NODE_READY_TIMEOUT:-180}s" --metrics-server="${NODE_METRICS_SERVER:-true}" >"$DIR/logs/node.out" 2>>"$DIR/logs/node.log" </dev/null &
   echo $! > "$DIR/node.pid"
   until grep -q '^READY ' "$DIR/logs/node.out"; do
     if ! node_alive; then

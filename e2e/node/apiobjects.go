@@ -29,7 +29,7 @@ import (
 //   - APIService v1beta1.metrics.k8s.io, verified with the cluster's CA.
 //
 // Existing objects are left as they are: their content never changes.
-func applyClusterObjects(ctx context.Context, cfg *rest.Config, client kubernetes.Interface, l layout) error {
+func applyClusterObjects(ctx context.Context, cfg *rest.Config, client kubernetes.Interface, l layout, metricsServer bool) error {
 	ignoreExists := func(err error) error {
 		if apierrors.IsAlreadyExists(err) {
 			return nil
@@ -60,10 +60,16 @@ func applyClusterObjects(ctx context.Context, cfg *rest.Config, client kubernete
 	ready := true
 	for _, s := range services {
 		labels := map[string]string{"app.kubernetes.io/managed-by": managedBy}
-		_, err := client.CoreV1().Services("kube-system").Create(ctx, &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Name: s.name, Labels: labels},
-			Spec:       corev1.ServiceSpec{ClusterIP: s.clusterIP, Ports: s.ports},
-		}, metav1.CreateOptions{})
+		// Look first: a second create with a fixed clusterIP fails on the IP
+		// ("already allocated"), not with AlreadyExists (a node started again
+		// on a running control plane).
+		_, err := client.CoreV1().Services("kube-system").Get(ctx, s.name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = client.CoreV1().Services("kube-system").Create(ctx, &corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Name: s.name, Labels: labels},
+				Spec:       corev1.ServiceSpec{ClusterIP: s.clusterIP, Ports: s.ports},
+			}, metav1.CreateOptions{})
+		}
 		if err := ignoreExists(err); err != nil {
 			return err
 		}
@@ -95,6 +101,9 @@ func applyClusterObjects(ctx context.Context, cfg *rest.Config, client kubernete
 		if err := ignoreExists(err); err != nil {
 			return err
 		}
+	}
+	if !metricsServer {
+		return nil // an APIService without its server would break discovery (and namespace deletion)
 	}
 	caPEM, err := os.ReadFile(l.path("pki", "ca.crt"))
 	if err != nil {

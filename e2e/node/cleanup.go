@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -51,6 +53,7 @@ func cleanupCommand(args []string) error {
 // CRI (containers killed, CNI DEL: veths, addresses, portmap rules and the
 // network namespaces go), then kube-proxy and containerd, then cleanup.
 func teardown(l layout, o options, children *childSet) {
+	deleteAPIService(l) // first: the API server must stop dialing metrics-server's ClusterIP
 	children.stopOne("metrics-server", 5*time.Second)
 	children.stopOne("coredns", 5*time.Second)
 	children.stopOne("kubelet", 10*time.Second)
@@ -70,6 +73,9 @@ func teardown(l layout, o options, children *childSet) {
 // first so that CRI can stop the sandboxes a dead run left behind.
 func cleanup(l layout, afterTeardown bool) error {
 	var errs []error
+	if !afterTeardown {
+		deleteAPIService(l)
+	}
 	if _, err := os.Stat(l.path("containerd", "root")); err == nil && !afterTeardown {
 		if err := criTeardownWithTemporaryContainerd(l); err != nil {
 			errs = append(errs, err)
@@ -371,4 +377,23 @@ func deleteNodeObject(l layout) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_ = client.CoreV1().Nodes().Delete(ctx, nodeName, metav1.DeleteOptions{})
+}
+
+// deleteAPIService removes v1beta1.metrics.k8s.io: while it exists the API
+// server keeps probing metrics-server's ClusterIP, which only this node's
+// kube-proxy serves (and only this node's egress guard keeps on the host).
+func deleteAPIService(l layout) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", l.path("admin.kubeconfig"))
+	if err != nil {
+		return
+	}
+	cfg.Timeout = 3 * time.Second
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	gvr := schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
+	_ = dyn.Resource(gvr).Delete(ctx, "v1beta1.metrics.k8s.io", metav1.DeleteOptions{})
 }

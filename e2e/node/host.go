@@ -82,12 +82,17 @@ func hostSetup(l layout) error {
 // fake pods' IPs, which kube-proxy on this node turns into Service endpoints.
 const kwokPodCIDR = "10.244.0.0/16"
 
+// serviceCIDR is the control plane's --service-cluster-ip-range.
+const serviceCIDR = "10.0.0.0/24"
+
 // guardEgress installs the project's network rule in iptables before ip_forward
 // is on: nothing leaves through the node's Services or pods for an address
 // that is not ours. PYNODE-FORWARD rejects what a pod sends beyond our bridge
 // (the CNI config routes pods' default traffic to the host, which forwards
 // it) and what a Service DNATs to a KWOK pod; PYNODE-OUTPUT rejects the host's
-// own packets DNATed to a KWOK pod. The chains go with the KUBE-*/CNI-* ones
+// own packets DNATed to a KWOK pod, and the host's packets to a ClusterIP that
+// kube-proxy does not (yet) DNAT: the API server probes metrics-server's
+// ClusterIP, and the host routes the Service range by its default route. The chains go with the KUBE-*/CNI-* ones
 // on cleanup (sweepIPTables).
 func guardEgress() error {
 	rules := fmt.Sprintf(`*filter
@@ -96,10 +101,11 @@ func guardEgress() error {
 -A %[1]s -i %[3]s ! -o %[3]s -j REJECT
 -A %[1]s -d %[4]s -j REJECT
 -A %[2]s -d %[4]s -j REJECT
+-A %[2]s -d %[5]s -j REJECT
 -I FORWARD 1 -j %[1]s
 -I OUTPUT 1 -j %[2]s
 COMMIT
-`, guardForward, guardOutput, bridgeName, kwokPodCIDR)
+`, guardForward, guardOutput, bridgeName, kwokPodCIDR, serviceCIDR)
 	cmd := exec.Command("iptables-restore", "--noflush")
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {

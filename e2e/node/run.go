@@ -27,6 +27,7 @@ type options struct {
 	dir, clusterDir, binDir string
 	images                  []string
 	timeout                 time.Duration
+	metricsServer           bool
 }
 
 func parseOptions(args []string) (options, error) {
@@ -42,6 +43,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.binDir, "bin-dir", filepath.Dir(self), "where coredns, metrics-server and pause.tar are")
 	fs.StringVar(&images, "images", "", "more OCI archives to import into containerd, comma separated")
 	fs.DurationVar(&o.timeout, "ready-timeout", 180*time.Second, "give up when not ready within this time")
+	fs.BoolVar(&o.metricsServer, "metrics-server", true, "run metrics-server and register metrics.k8s.io (false: no resource metrics, no HPA on CPU)")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -183,7 +185,7 @@ func up(ctx context.Context, o options, l layout, children *childSet, failed cha
 	if err != nil {
 		return err
 	}
-	if err := applyClusterObjects(ctx, cfg, client, l); err != nil {
+	if err := applyClusterObjects(ctx, cfg, client, l, o.metricsServer); err != nil {
 		return fmt.Errorf("cluster objects: %w", err)
 	}
 
@@ -220,7 +222,11 @@ func up(ctx context.Context, o options, l layout, children *childSet, failed cha
 			"--kubelet-certificate-authority=",
 			"--kubelet-insecure-tls", // the kubelet's serving certificate is self-signed
 			"--node-selector="+realNodeLabel+"=true",
+			"--kubelet-request-timeout=5s", // must be below the resolution
 			"--metric-resolution=10s")},
+	}
+	if !o.metricsServer {
+		starts = starts[:len(starts)-1] // metrics-server is last
 	}
 	for _, s := range starts {
 		if err := children.start(s.name, l.logFile(s.name), s.cmd); err != nil {
@@ -244,6 +250,9 @@ func up(ctx context.Context, o options, l layout, children *childSet, failed cha
 		}
 	}
 	if err := waitFor(ctx, "metrics.k8s.io available", failed, func() error {
+		if !o.metricsServer {
+			return nil
+		}
 		_, err := client.Discovery().RESTClient().Get().AbsPath("/apis/metrics.k8s.io/v1beta1").DoRaw(ctx)
 		return err
 	}); err != nil {

@@ -31,6 +31,7 @@ from tests.support.controlplane import CLUSTER_SH, SHARED_DIR, ControlPlane, rea
 
 from .hoststate import HostState, snapshot
 
+ROOT = Path(__file__).resolve().parents[2]
 ENV = "PYNOMALY_REAL_NODE"
 NODE = "real-c5-2xlarge-0"
 NODE_SELECTOR = {"pynomaly.dev/real-node": "true"}
@@ -100,6 +101,7 @@ def real_cluster(
     shared = ControlPlane(state_dir=SHARED_DIR, owned=False)
     if readyz(SHARED_DIR / "kubeconfig") and node_ready(shared):
         request.config.stash[_summary] = f"reusing the running cluster {SHARED_DIR}"
+        real_node_only(shared)
         yield RealCluster(cp=shared, owned=False, before=None)
         return
     state = tmp_path_factory.mktemp("realnode")
@@ -118,6 +120,7 @@ def real_cluster(
     if done.returncode != 0:
         subprocess.run(["bash", str(CLUSTER_SH), "stop"], env=cluster.env(), check=False)
         pytest.fail(f"cannot start a cluster with a real node:\n{done.stderr[-4000:]}")
+    real_node_only(cluster.cp)
     request.config.stash[_summary] = (
         f"cluster with a real node started in {cluster.start_seconds:.1f}s "
         f"(build if needed + control plane + node READY), state {state}"
@@ -127,6 +130,59 @@ def real_cluster(
     finally:
         if not cluster.stopped:
             cluster.stop()
+
+
+def real_node_only(cp: ControlPlane) -> None:
+    """Taint the KWOK nodes ``NoSchedule``: every pod of these tests runs for real.
+
+    The operator's store pods (Redis, Postgres, PgBouncer) have no node affinity, and the
+    detector's default one also admits ``c5.4xlarge``: on a KWOK node they would only look
+    Running. Idempotent (``--overwrite``), so a reused cluster gets the same taint.
+    """
+    cp.kubectl("taint", "nodes", "-l", "type=kwok", f"{KWOK_TAINT}:NoSchedule", "--overwrite")
+
+
+KWOK_TAINT = "pynomaly.dev/kwok=fake"
+IMAGES_ENV = Path(os.environ.get("IMAGES_ENV", ROOT / ".images" / "images.env"))
+IMAGES_SH = ROOT / "scripts" / "realnode-images.sh"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectImages:
+    """The project's image references, as ``make images`` tagged them (``.images/images.env``)."""
+
+    detector: str
+    redis: str
+    postgres: str
+    pgbouncer: str
+
+
+@pytest.fixture(scope="session")
+def project_images(real_cluster: RealCluster) -> ProjectImages:
+    """The images of ``make images``, imported into the node's containerd (nothing is pulled)."""
+    if not IMAGES_ENV.is_file():
+        pytest.fail(f"{IMAGES_ENV} is missing: run `make images` before `make test-realnode`")
+    values: dict[str, str] = {}
+    for line in IMAGES_ENV.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.startswith("#"):
+            values[key.strip()] = value.strip()
+    done = subprocess.run(
+        ["bash", str(IMAGES_SH), "import"],
+        env={**real_cluster.env(), "IMAGES_ENV": str(IMAGES_ENV)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"cannot import the project's images into the node:\n{done.stderr[-3000:]}")
+    return ProjectImages(
+        detector=values["DETECTOR_IMAGE"],
+        redis=values["REDIS_IMAGE"],
+        postgres=values["POSTGRES_IMAGE"],
+        pgbouncer=values["PGBOUNCER_IMAGE"],
+    )
 
 
 @pytest.fixture
@@ -157,4 +213,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"real node: {message}")
 
 
-__all__ = ["NODE", "NODE_SELECTOR", "TESTBOX", "Path", "RealCluster"]
+__all__ = ["NODE", "NODE_SELECTOR", "TESTBOX", "Path", "ProjectImages", "RealCluster"]
