@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import dataclasses
+import importlib.util
 import json
 import threading
 import time
@@ -34,57 +35,30 @@ from .conftest import ROOT, ProjectImages
 SAMPLE = ROOT / "manifests" / "samples" / "minimal.yaml"
 CRD = ROOT / "crds" / "anomalydetectors.pynomaly.io.yaml"
 DATA = ROOT / "manifests" / "samples" / "data"
+OVERLAY_SCRIPT = ROOT / "scripts" / "realnode_overlay.py"
+
+
+def _load_overlay_script() -> Any:
+    spec = importlib.util.spec_from_file_location("realnode_overlay", OVERLAY_SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def overlay(images: ProjectImages) -> dict[str, Any]:
-    """The minimal sample with the test overlay applied (images and 2-core sizing)."""
+    """The minimal sample with the real-node overlay (``scripts/realnode_overlay.py``, which
+    ``make demo`` applies too): the project's images and requests for 2 cores."""
     body: dict[str, Any] = yaml.safe_load(SAMPLE.read_text())
-    small = {
-        "requests": {"cpu": "100m", "memory": "128Mi"},
-        "limits": {"cpu": "500m", "memory": "256Mi"},
+    env = {
+        "DETECTOR_IMAGE": images.detector,
+        "REDIS_IMAGE": images.redis,
+        "POSTGRES_IMAGE": images.postgres,
+        "PGBOUNCER_IMAGE": images.pgbouncer,
     }
-    body["spec"].update(
-        {
-            "image": images.detector,
-            "imagePullPolicy": "Never",
-            "resources": {
-                "requests": {"cpu": "250m", "memory": "512Mi"},
-                "limits": {"cpu": "1", "memory": "2Gi"},
-            },
-            "autoscaling": {"minReplicas": 1, "maxReplicas": 3},
-            "server": {"workers": 2},
-            "redis": {
-                "image": images.redis,
-                "resources": small,
-                "config": {"maxmemory": "64mb"},
-                "persistence": {"size": "1Gi"},
-                "sentinel": {
-                    "resources": {
-                        "requests": {"cpu": "20m", "memory": "32Mi"},
-                        "limits": {"cpu": "200m", "memory": "64Mi"},
-                    }
-                },
-            },
-            "postgres": {
-                "image": images.postgres,
-                "resources": {
-                    "requests": {"cpu": "150m", "memory": "256Mi"},
-                    "limits": {"cpu": "1", "memory": "1Gi"},
-                },
-                "config": {"shared_buffers": "64MB", "effective_cache_size": "256MB"},
-                "persistence": {"size": "1Gi"},
-                "pgbouncer": {
-                    "image": images.pgbouncer,
-                    "replicas": 1,
-                    "resources": {
-                        "requests": {"cpu": "50m", "memory": "32Mi"},
-                        "limits": {"cpu": "250m", "memory": "64Mi"},
-                    },
-                },
-            },
-        }
-    )
-    return body
+    result: dict[str, Any] = _load_overlay_script().overlay(body, env)
+    return result
 
 
 def _csv_rows(path: Path) -> list[list[float]]:
