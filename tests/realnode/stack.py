@@ -206,7 +206,10 @@ class Load:
                     return
                 self._sent += 1
                 n = self._sent
-            status, out = request("POST", self.url, self._body(n), timeout=30)
+            try:
+                status, out = request("POST", self.url, self._body(n), timeout=30)
+            except OSError as exc:  # refused, reset, timed out: a failed request, counted
+                status, out = 0, repr(exc)
             with self._lock:
                 if status == 200:
                     self.result.ok += 1

@@ -379,6 +379,7 @@ def test_postgres_deleted_loaded_models_keep_scoring_and_fits_resume(stack: Stac
         result = load.stop()
     print(f"\nPostgres pod deleted: fits resumed after {resumed:.1f}s; scoring {result.summary()}")
     assert not result.failed, result.failed[:5]
+    assert result.ok > 0
     assert resumed < 60
 
 
