@@ -207,3 +207,16 @@ images-oci: ## write the built images as an OCI layout in .images/oci (for a nod
 .PHONY: test-images
 test-images: install controlplane images ## run each image as the operator's pods run it (pytest -m images)
 	$(VENV)/bin/pytest -m images tests/images $(PYTEST_ARGS)
+
+# ---- real node (issue #14; e2e/node/README.md) ----------------------------------------------------
+.PHONY: node-deps
+node-deps: ## install the Debian packages the real node runs on (containerd, runc, CNI plugins, iptables, conntrack)
+	@scripts/node-deps.sh
+
+.PHONY: node
+node: controlplane ## build the real node: kubelet+kube-proxy (.cluster/bin/node), CoreDNS, metrics-server, pause and test images
+	@e2e/cluster.sh build-node
+
+.PHONY: test-realnode
+test-realnode: install node-deps node images ## real pods on a real node: the minimal sample on the project's images, HPA, faults, clean stop (root)
+	PYNOMALY_REAL_NODE=1 $(VENV)/bin/pytest -m realnode tests/realnode $(PYTEST_ARGS)

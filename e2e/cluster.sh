@@ -6,15 +6,24 @@
 #   e2e/cluster.sh stop      stop the process group and remove the state (not the binaries)
 #   e2e/cluster.sh restart   stop and start again keeping etcd data, ports and certificates
 #   e2e/cluster.sh status    say whether it runs and answers /readyz
+#   e2e/cluster.sh build-node   build the real node's binaries and images (e2e/node/README.md)
 #
 # CLUSTER_DIR (default <repo>/.cluster) is where state lives; binaries always
 # go to <repo>/.cluster/bin. CLUSTER_READY_TIMEOUT (seconds, default 120).
+# REAL_NODE=1: start also starts a real node (containerd, kubelet, kube-proxy,
+# CoreDNS, metrics-server; needs root and scripts/node-deps.sh) registered as
+# c5.2xlarge, and the KWOK nodes become CLUSTER_NODES (default
+# c5.4xlarge=1,m5.large=2: no fake c5.2xlarge, so pods that ask for that type
+# run for real). NODE_METRICS_SERVER=false starts the node without metrics-server. stop always stops a node that runs and cleans up after one.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$ROOT/.cluster/bin"
 DIR="${CLUSTER_DIR:-$ROOT/.cluster}"
 READY_TIMEOUT="${CLUSTER_READY_TIMEOUT:-120}"
+REAL_NODE="${REAL_NODE:-}"
+[[ "$REAL_NODE" == 0 ]] && REAL_NODE=""
+CLUSTER_NODES="${CLUSTER_NODES:-${REAL_NODE:+c5.4xlarge=1,m5.large=2}}"
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 
 # Reproducible, offline-friendly Go builds: our own modules only (no go.work),
@@ -70,6 +79,102 @@ build() {
   fi
 }
 
+# build_node: the real node's binaries, all from Go modules in this repo, at
+# nice 10 (the machine is shared): `node` (kubelet + kube-proxy of the control
+# plane's Kubernetes version, the supervisor, the image packer), CoreDNS,
+# metrics-server, and two static programs packed as OCI archives for
+# containerd: the sandbox (pause) image and the realnode tests' image.
+build_node() {
+  mkdir -p "$BIN"
+  local nd="$ROOT/e2e/node" version minor ldflags pkg=k8s.io/component-base/version
+  version="$(cd "$nd" && "$GO" list -m -f '{{.Version}}' k8s.io/kubernetes)"
+  minor="${version#v1.}"; minor="${minor%%.*}"
+  ldflags="-s -w -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  gobuild() { # gobuild OUT MODULE_DIR LDFLAGS PACKAGE
+    local start=$SECONDS
+    log "building $(basename "$1") (cold: minutes on 2 cores; seconds when GOCACHE is warm)..."
+    (cd "$2" && nice -n 10 "$GO" build -trimpath -p 2 -ldflags "$3" -o "$1.tmp.$$" "$4")
+    mv "$1.tmp.$$" "$1"
+    log "$(basename "$1") built in $((SECONDS - start))s"
+  }
+  stale "$BIN/node" "$nd" && gobuild "$BIN/node" "$nd" "$ldflags" .
+  stale "$BIN/pause" "$nd/pause" && gobuild "$BIN/pause" "$nd" "-s -w" ./pause
+  stale "$BIN/testbox" "$nd/testbox" && gobuild "$BIN/testbox" "$nd" "-s -w" ./testbox
+  stale "$BIN/coredns" "$ROOT/e2e/coredns" && gobuild "$BIN/coredns" "$ROOT/e2e/coredns" "-s -w" .
+  if stale "$BIN/metrics-server" "$ROOT/e2e/metrics-server"; then
+    # metrics-server v0.8.0's generated OpenAPI definitions predate the v0.35 libraries'
+    # model names. The build uses a copy of the module (in a temp dir, through -modfile
+    # with a replace) whose generated file is e2e/metrics-server/openapi's (gen-openapi.sh).
+    local ms="$ROOT/e2e/metrics-server" msdir tmp
+    msdir="$(cd "$ms" && "$GO" list -m -f '{{.Dir}}' sigs.k8s.io/metrics-server)"
+    tmp="$(mktemp -d)"
+    cp -r "$msdir" "$tmp/metrics-server"
+    chmod -R u+w "$tmp/metrics-server"
+    cp "$ms/openapi/zz_generated.openapi.go" "$tmp/metrics-server/pkg/api/generated/openapi/zz_generated.openapi.go"
+    cp "$ms/go.mod" "$tmp/go.mod"
+    cp "$ms/go.sum" "$tmp/go.sum"
+    echo "replace sigs.k8s.io/metrics-server => $tmp/metrics-server" >> "$tmp/go.mod"
+    GOFLAGS="$GOFLAGS -modfile=$tmp/go.mod" gobuild "$BIN/metrics-server" "$ms" "-s -w" sigs.k8s.io/metrics-server/cmd/metrics-server
+    rm -rf "$tmp"
+  fi
+  if [[ ! -s "$BIN/pause.tar" || "$BIN/pause" -nt "$BIN/pause.tar" || "$BIN/node" -nt "$BIN/pause.tar" ]]; then
+    "$BIN/node" image --out "$BIN/pause.tar" --name pynomaly.local/pause:1 --entrypoint /pause "$BIN/pause=/pause"
+  fi
+  if [[ ! -s "$BIN/testbox.tar" || "$BIN/testbox" -nt "$BIN/testbox.tar" || "$BIN/node" -nt "$BIN/testbox.tar" ]]; then
+    "$BIN/node" image --out "$BIN/testbox.tar" --name pynomaly.local/testbox:1 --user 10001:10001 \
+      --entrypoint "/testbox serve" "$BIN/testbox=/testbox"
+  fi
+}
+
+node_pid() { [[ -s "$DIR/node.pid" ]] && cat "$DIR/node.pid"; }
+node_alive() { local p; p="$(node_pid)" && kill -0 "$p" 2>/dev/null; }
+
+# start_node runs the node supervisor in its own process group; it prints
+# READY once the Node is Ready and kube-proxy, CoreDNS and metrics-server serve.
+start_node() {
+  if node_alive; then log "real node already running (pid $(node_pid))"; return 0; fi
+  build_node
+  mkdir -p "$DIR/logs"
+  : > "$DIR/logs/node.out"
+  log "starting the real node (state in $DIR/node, log $DIR/logs/node.log)..."
+  setsid "$BIN/node" run --dir "$DIR/node" --cluster-dir "$DIR" --images "$BIN/testbox.tar${NODE_IMAGES:+,$NODE_IMAGES}" \
+    --ready-timeout "${NODE_READY_TIMEOUT:-180}s" --metrics-server="${NODE_METRICS_SERVER:-true}" >"$DIR/logs/node.out" 2>>"$DIR/logs/node.log" </dev/null &
+  echo $! > "$DIR/node.pid"
+  until grep -q '^READY ' "$DIR/logs/node.out"; do
+    if ! node_alive; then
+      log "real node exited before READY; last log lines:"
+      tail -n 30 "$DIR/logs/node.log" >&2
+      rm -f "$DIR/node.pid"
+      return 1
+    fi
+    sleep 0.2
+  done
+  log "real node $(grep '^READY ' "$DIR/logs/node.out")"
+}
+
+# stop_node: SIGTERM lets the supervisor tear down in order (pods through CRI,
+# then iptables, mounts, bridge, cgroups); SIGKILL after 120 s, then `node
+# cleanup` undoes what a dead supervisor left.
+stop_node() {
+  local p
+  if p="$(node_pid)" && kill -0 "$p" 2>/dev/null; then
+    log "stopping the real node (pid $p)..."
+    kill -TERM "$p" 2>/dev/null || true
+    local deadline=$((SECONDS + 120))
+    while kill -0 "$p" 2>/dev/null && (( SECONDS < deadline )); do sleep 0.2; done
+    kill -KILL -- "-$p" 2>/dev/null || true
+  fi
+  rm -f "$DIR/node.pid"
+  if [[ -d "$DIR/node" ]]; then
+    "$BIN/node" cleanup --dir "$DIR/node" || true
+    if grep -q " $DIR/node[/ ]" /proc/self/mountinfo; then
+      log "mounts remain under $DIR/node; not removing it"
+      return 1
+    fi
+    rm -rf "$DIR/node"
+  fi
+}
+
 pid() { [[ -s "$DIR/controlplane.pid" ]] && cat "$DIR/controlplane.pid"; }
 alive() { local p; p="$(pid)" && kill -0 "$p" 2>/dev/null; }
 
@@ -80,6 +185,7 @@ readyz() {
 start() {
   if alive && readyz; then
     log "already running (pid $(pid))"
+    if [[ -n "$REAL_NODE" ]]; then start_node; fi
     echo "$DIR/kubeconfig"
     return 0
   fi
@@ -89,7 +195,7 @@ start() {
   log "starting control plane (state in $DIR)..."
   # setsid: the control plane leads its own process group, which its
   # scheduler and KWOK children share, so stop can signal the whole group.
-  setsid "$BIN/controlplane" run --dir "$DIR" --ready-timeout "${READY_TIMEOUT}s" \
+  setsid "$BIN/controlplane" run --dir "$DIR" --ready-timeout "${READY_TIMEOUT}s" ${CLUSTER_NODES:+--nodes "$CLUSTER_NODES"} \
     >"$DIR/logs/controlplane.out" 2>>"$DIR/logs/controlplane.log" </dev/null &
   echo $! > "$DIR/controlplane.pid"
   local deadline=$((SECONDS + READY_TIMEOUT))
@@ -107,6 +213,7 @@ start() {
     sleep 0.2
   done
   log "$(grep '^READY ' "$DIR/logs/controlplane.out") pid $(pid)"
+  if [[ -n "$REAL_NODE" ]]; then start_node; fi
   echo "$DIR/kubeconfig"
 }
 
@@ -125,9 +232,10 @@ stop_processes() {
 }
 
 stop() {
+  stop_node
   stop_processes
   # Keep .cluster/bin: only state goes.
-  rm -rf "$DIR/etcd" "$DIR/pki" "$DIR/logs" "$DIR/kubeconfig" "$DIR/ports.json" "$DIR/pids"
+  rm -rf "$DIR/etcd" "$DIR/pki" "$DIR/logs" "$DIR/kubeconfig" "$DIR/ports.json" "$DIR/pids" "$DIR/pv"
   log "stopped; state removed"
 }
 
@@ -143,7 +251,8 @@ case "${1:-}" in
   build) build ;;
   start) start ;;
   stop) stop ;;
-  restart) stop_processes; start ;;
+  restart) stop_node; stop_processes; start ;;
+  build-node) build_node ;;
   status) status ;;
   *) echo "usage: $0 build|start|stop|restart|status" >&2; exit 2 ;;
 esac

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The first five minutes: `make demo` runs `scripts/demo.sh up`, `make demo-down` runs `down`.
 #
-#   up    start the local control plane, install the CRD, run the operator locally, apply the
+#   up    where the machine can (root, make node-deps images-deps images node; DEMO_REAL_NODE=0
+#         opts out), run the sample on real pods: a cluster with a real node, the operator locally,
+#         the sample through scripts/realnode_overlay.py, fit and score through the Service's
+#         ClusterIP. Otherwise (and it says why): start the local control plane, install the CRD, run the operator locally, apply the
 #         minimal sample, wait for Ready, start Redis + PostgreSQL + PgBouncer on 127.0.0.1, run
 #         the detector service with the configuration the operator rendered, fit a model on
 #         manifests/samples/data/training.csv and score manifests/samples/data/score.csv.
@@ -305,6 +308,66 @@ explain_alert() {
   done_step
 }
 
+# ---- the real node (make cluster REAL_NODE=1; e2e/node/README.md) -----------------------------
+
+# real_node_unavailable prints why this machine cannot run the sample on real pods (nothing when
+# it can): root, the node's Debian packages, the project's images, no other real node running.
+real_node_unavailable() {
+  if [ "${DEMO_REAL_NODE:-1}" = 0 ]; then echo "DEMO_REAL_NODE=0"; return; fi
+  if [ "$(id -u)" != 0 ]; then echo "the real node needs root (containerd, runc, iptables, mounts)"; return; fi
+  local c
+  for c in containerd runc ctr iptables-restore podman flock; do
+    command -v "$c" >/dev/null || { echo "$c is missing (make node-deps images-deps)"; return; }
+  done
+  [ -s "$ROOT/.images/images.env" ] || { echo ".images/images.env is missing (make images)"; return; }
+  [ -x "$ROOT/.cluster/bin/node" ] || { echo "the node is not built (make node)"; return; }
+  if ! (flock -n 9) 9>>/run/pynomaly-real-node.lock; then
+    echo "another real node runs on this machine (one per machine)"
+  fi
+}
+
+start_cluster_real_node() {
+  step "starting the local cluster with a real node: control plane, KWOK nodes, containerd + kubelet"
+  echo "    (e2e/node/README.md; state and logs in .demo/cluster)"
+  : >"$DEMO/real-node"
+  CLUSTER_DIR="$DEMO/cluster" REAL_NODE=1 "$ROOT/e2e/cluster.sh" start 2>&1 | sed 's/^/    /' \
+    || die "the cluster with a real node did not start (log: .demo/cluster/logs/)"
+  CLUSTER_DIR="$DEMO/cluster" "$ROOT/scripts/realnode-images.sh" import 2>&1 | sed 's/^/    /' \
+    || die "cannot import the project's images into the node"
+  # Every pod of the demo runs for real: the KWOK nodes would only pretend.
+  kubectl taint nodes -l type=kwok pynomaly.dev/kwok=fake:NoSchedule --overwrite >/dev/null
+  kubectl get nodes -L node.kubernetes.io/instance-type --no-headers | sed 's/^/    /'
+  done_step
+}
+
+apply_sample_real_node() {
+  DETECTOR=$("$PY" -c 'import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "AnomalyDetector"]
+print(docs[0]["metadata"]["name"])' "$SAMPLE")
+  step "applying ${SAMPLE#"$ROOT"/} on real pods (AnomalyDetector $NAMESPACE/$DETECTOR, Pod Security restricted)"
+  echo "    through scripts/realnode_overlay.py: the images of make images, requests for 2 cores"
+  kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl label namespace "$NAMESPACE" --overwrite pod-security.kubernetes.io/enforce=restricted >/dev/null
+  "$PY" "$ROOT/scripts/realnode_overlay.py" "$SAMPLE" | kubectl apply -n "$NAMESPACE" -f - | sed 's/^/    /'
+  WAIT_SHOW=1 wait_for 900 "AnomalyDetector $DETECTOR to become Ready" detector_status
+  kubectl get pods -n "$NAMESPACE" -o wide | sed 's/^/    /'
+  # What fit_and_score needs: the model settings the operator rendered and the API token.
+  kubectl get configmap "$DETECTOR-config" -n "$NAMESPACE" -o json >"$DEMO/configmap.json"
+  "$PY" -c 'import json, shlex, sys
+data = json.load(open(sys.argv[1])).get("data") or {}
+print("\n".join(f"{k}={shlex.quote(v)}" for k, v in sorted(data.items()) if k.startswith("PYNOMALY_")))' \
+    "$DEMO/configmap.json" >"$DEMO/service.env"
+  kubectl get secret "$DETECTOR-api-token" -n "$NAMESPACE" -o jsonpath='{.data.token}' | base64 -d >"$DEMO/api-token"
+  chmod 600 "$DEMO/api-token"
+  local ip port
+  ip=$(kubectl get service "$DETECTOR" -n "$NAMESPACE" -o jsonpath='{.spec.clusterIP}')
+  port=$(kubectl get service "$DETECTOR" -n "$NAMESPACE" -o jsonpath='{.spec.ports[?(@.name=="http")].port}')
+  URL="http://$ip:$port"
+  echo "    the Service's ClusterIP answers on this host through kube-proxy: $URL"
+  wait_for 60 "$URL/readyz" curl -fsS "$URL/readyz"
+  done_step
+}
+
 goodbye() {
   bold "==> demo up in $((SECONDS - STARTED))s"
   cat <<EOF
@@ -317,6 +380,19 @@ EOF
 
 up() {
   check_prerequisites
+  local why
+  why=$(real_node_unavailable)
+  if [ -z "$why" ]; then
+    start_cluster_real_node
+    install_crd
+    start_operator
+    apply_sample_real_node
+    fit_and_score
+    explain_alert
+    goodbye
+    return
+  fi
+  echo "    real node: not used ($why); the detector runs as a process on this host"
   start_cluster
   install_crd
   start_operator
@@ -351,6 +427,10 @@ stop_one() {
 down() {
   step "stopping the demo"
   for name in detector stores operator controlplane; do stop_one "$name"; done
+  if [ -f "$DEMO/real-node" ]; then
+    CLUSTER_DIR="$DEMO/cluster" "$ROOT/e2e/cluster.sh" stop 2>&1 | sed 's/^/    /'
+    rm -f "$DEMO/real-node"
+  fi
   rm -f "$DEMO/stores.env"
   echo "    state and logs kept in $DEMO (rm -rf .demo for a fresh start)"
   done_step

@@ -35,6 +35,23 @@ func apiserverArgs(st *state) []string {
 		// No kubelets report in, so nothing could keep the kubernetes
 		// Service's endpoints current anyway.
 		"--endpoint-reconciler-type=none",
+		// The real node (e2e/node, make cluster REAL_NODE=1): logs, exec and
+		// port-forward reach its kubelet by the node's InternalIP with the admin
+		// client certificate (the kubelet authorizes it by webhook).
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
+		"--kubelet-client-certificate=" + st.pki("admin.crt"),
+		"--kubelet-client-key=" + st.pki("admin.key"),
+		// API aggregation (metrics-server's metrics.k8s.io on the real node):
+		// the API server proxies with the front-proxy client certificate and
+		// publishes the request-header CA in kube-system's
+		// extension-apiserver-authentication ConfigMap.
+		"--requestheader-client-ca-file=" + st.pki("ca.crt"),
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + st.pki("front-proxy-client.crt"),
+		"--proxy-client-key-file=" + st.pki("front-proxy-client.key"),
 		"--profiling=false",
 		"--shutdown-delay-duration=0s",
 		"--v=0",

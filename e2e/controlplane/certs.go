@@ -22,7 +22,7 @@ import (
 // control plane still matches the kubeconfig handed out before.
 func ensurePKI(st *state) error {
 	if _, err := os.Stat(st.pki("sa.key")); err == nil {
-		return nil // written last: the set is complete
+		return ensureFrontProxy(st) // state dirs written before aggregation was on lack it
 	}
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -80,7 +80,52 @@ func ensurePKI(st *state) error {
 	if err := writePEM(st.pki("sa.pub"), "PUBLIC KEY", pubDER); err != nil {
 		return err
 	}
+	if err := ensureFrontProxy(st); err != nil {
+		return err
+	}
 	return writePEM(st.pki("sa.key"), "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(saKey))
+}
+
+// ensureFrontProxy issues the client certificate the API server's aggregator
+// presents to extension API servers (metrics-server), once per data dir.
+func ensureFrontProxy(st *state) error {
+	if _, err := os.Stat(st.pki("front-proxy-client.key")); err == nil {
+		return nil
+	}
+	ca, caKey, err := loadCA(st)
+	if err != nil {
+		return err
+	}
+	client := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "front-proxy-client"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	return issue(st.pki("front-proxy-client"), client, ca, caKey, time.Now().Add(-time.Hour))
+}
+
+func loadCA(st *state) (*x509.Certificate, crypto.Signer, error) {
+	crtPEM, err := os.ReadFile(st.pki("ca.crt"))
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err := os.ReadFile(st.pki("ca.key"))
+	if err != nil {
+		return nil, nil, err
+	}
+	crtBlock, _ := pem.Decode(crtPEM)
+	keyBlock, _ := pem.Decode(keyPEM)
+	if crtBlock == nil || keyBlock == nil {
+		return nil, nil, errors.New("pki/ca.crt or pki/ca.key is not PEM")
+	}
+	ca, err := x509.ParseCertificate(crtBlock.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := x509.ParseECPrivateKey(keyBlock.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ca, key, nil
 }
 
 func issue(base string, tmpl, ca *x509.Certificate, caKey crypto.Signer, now time.Time) error {

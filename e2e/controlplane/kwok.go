@@ -19,6 +19,6 @@ func kwokCommand(st *state, binary, config string) *exec.Cmd {
 		"--manage-nodes-with-annotation-selector="+kwokAnnotationKey+"="+kwokAnnotationValue,
 		// Pod IPs; outside --service-cluster-ip-range and the node IPs.
 		"--cidr=10.244.0.0/16",
-		"--node-ip=10.10.0.1",
+		"--node-ip=127.0.10.1", // loopback: nothing sent to a fake node leaves the host
 	)
 }

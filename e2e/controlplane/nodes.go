@@ -43,7 +43,10 @@ var catalogue = map[string]instanceType{
 	"m5.2xlarge": {cpu: "8", memory: "32Gi"},
 }
 
-// nodeSpec is one fake node to create.
+// nodeSpec is one fake node to create. Its InternalIP is a loopback address
+// (127.0.10.N): the API server prefers InternalIP to reach kubelets (logs,
+// exec, metrics-server's scrapes), and a fake node's address must never lead
+// off this machine.
 type nodeSpec struct {
 	name, instanceType, zone, ip string
 }
@@ -74,7 +77,7 @@ func parseNodes(spec string) ([]nodeSpec, error) {
 				name:         fmt.Sprintf("kwok-%s-%d", strings.ReplaceAll(typ, ".", "-"), i),
 				instanceType: typ,
 				zone:         zones[n%len(zones)],
-				ip:           fmt.Sprintf("10.10.0.%d", n+10),
+				ip:           fmt.Sprintf("127.0.10.%d", n+10),
 			})
 		}
 	}

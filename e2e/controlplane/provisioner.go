@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -10,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -18,8 +21,12 @@ import (
 // pods whose PVCs are unbound. So, for every Pending PVC, we create a
 // hostPath PersistentVolume pre-bound to it (claimRef) and let the stock
 // persistentvolume-binder controller finish the bind. No data is ever
-// written: KWOK pods do not run containers. PVs we made are deleted once
-// their claim is gone (phase Released), standing in for reclaimPolicy Delete.
+// written by KWOK pods (they run no containers); on the real node
+// (e2e/node, make cluster REAL_NODE=1) Postgres and Redis do write there, so
+// the directory is created world-writable under the state dir (pods run as
+// uid 10001 and fsGroup does not apply to hostPath). PVs we made are deleted,
+// with their directory, once their claim is gone (phase Released), standing
+// in for reclaimPolicy Delete; cluster.sh stop removes what remains.
 const (
 	fakeProvisioner  = "pynomaly.test/fake-hostpath"
 	defaultClass     = "standard"
@@ -51,7 +58,7 @@ func ensureDefaultStorageClass(ctx context.Context, client kubernetes.Interface)
 }
 
 // PersistentVolume builds the volume that satisfies one claim.
-func PersistentVolume(pvc *corev1.PersistentVolumeClaim) *corev1.PersistentVolume {
+func PersistentVolume(pvc *corev1.PersistentVolumeClaim, root string) *corev1.PersistentVolume {
 	size := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
 	if size.IsZero() {
 		size = resource.MustParse("1Gi")
@@ -86,7 +93,7 @@ func PersistentVolume(pvc *corev1.PersistentVolumeClaim) *corev1.PersistentVolum
 			},
 			PersistentVolumeSource: corev1.PersistentVolumeSource{
 				HostPath: &corev1.HostPathVolumeSource{
-					Path: filepath.Join("/var/lib/pynomaly-fake-pv", pvc.Namespace, pvc.Name),
+					Path: volumeDir(root, pvc.UID),
 					Type: &hostPathType,
 				},
 			},
@@ -96,11 +103,11 @@ func PersistentVolume(pvc *corev1.PersistentVolumeClaim) *corev1.PersistentVolum
 
 // runFakeProvisioner polls once a second; a poll is cheap at test scale
 // and, unlike a watch, needs no resync logic across API server restarts.
-func runFakeProvisioner(ctx context.Context, client kubernetes.Interface) {
+func runFakeProvisioner(ctx context.Context, client kubernetes.Interface, root string) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		provisionOnce(ctx, client)
+		provisionOnce(ctx, client, root)
 		select {
 		case <-ctx.Done():
 			return
@@ -109,7 +116,13 @@ func runFakeProvisioner(ctx context.Context, client kubernetes.Interface) {
 	}
 }
 
-func provisionOnce(ctx context.Context, client kubernetes.Interface) {
+// volumeDir is the hostPath of the volume for one claim (by UID: a claim
+// re-created under the same name starts empty, as with a real provisioner).
+func volumeDir(root string, uid types.UID) string {
+	return filepath.Join(root, string(uid))
+}
+
+func provisionOnce(ctx context.Context, client kubernetes.Interface, root string) {
 	claims, err := client.CoreV1().PersistentVolumeClaims("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return
@@ -119,7 +132,13 @@ func provisionOnce(ctx context.Context, client kubernetes.Interface) {
 		if pvc.Status.Phase != corev1.ClaimPending || pvc.Spec.VolumeName != "" || pvc.DeletionTimestamp != nil {
 			continue
 		}
-		pv := PersistentVolume(pvc)
+		pv := PersistentVolume(pvc, root)
+		dir := pv.Spec.HostPath.Path
+		if err := os.MkdirAll(dir, 0o777); err != nil {
+			logf("fake provisioner: %v", err)
+			continue
+		}
+		_ = os.Chmod(dir, 0o777) // any pod uid may write (MkdirAll is subject to the umask)
 		_, err := client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{})
 		if err == nil {
 			logf("fake provisioner: %s for %s/%s", pv.Name, pvc.Namespace, pvc.Name)
@@ -131,7 +150,10 @@ func provisionOnce(ctx context.Context, client kubernetes.Interface) {
 	}
 	for _, pv := range volumes.Items {
 		if pv.Status.Phase == corev1.VolumeReleased || pv.Status.Phase == corev1.VolumeFailed {
-			_ = client.CoreV1().PersistentVolumes().Delete(ctx, pv.Name, metav1.DeleteOptions{})
+			if client.CoreV1().PersistentVolumes().Delete(ctx, pv.Name, metav1.DeleteOptions{}) == nil &&
+				pv.Spec.HostPath != nil && strings.HasPrefix(pv.Spec.HostPath.Path, root+string(filepath.Separator)) {
+				_ = os.RemoveAll(pv.Spec.HostPath.Path)
+			}
 		}
 	}
 }

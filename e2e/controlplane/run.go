@@ -122,7 +122,7 @@ func run(args []string) error {
 	if err := ensureDefaultStorageClass(ctx, client); err != nil {
 		return fmt.Errorf("storage class: %w", err)
 	}
-	go runFakeProvisioner(bg, client)
+	go runFakeProvisioner(bg, client, filepath.Join(st.dir, "pv"))
 	if err := ensureNodes(ctx, client, nodes); err != nil {
 		return fmt.Errorf("nodes: %w", err)
 	}
