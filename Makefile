@@ -49,7 +49,7 @@ test: setup ## run the whole test suite (starts real Redis, Postgres, PgBouncer 
 check: setup lint types test ## lint + types + tests (everything but the image and Argo CD scenarios)
 
 .PHONY: ci
-ci: check test-images test-argocd ## the README's test command, exactly what CI (.ci/run) runs: check, then the images and a live Argo CD
+ci: check test-images test-argocd test-realnode ## the README's test command, exactly what CI (.ci/run) runs: check, then the images, a live Argo CD and the real node
 
 # ---- install manifests, policy checks and the demo (issue #6) --------------------------------
 # checkov lives in its own virtualenv: its pins (packaging, python-dateutil) would downgrade .venv.
