@@ -56,9 +56,7 @@ def test_operator_image_reconciles_a_sample(
     kube_cluster.kubectl(
         "apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all(install)
     )
-    kube_cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/anomalydetectors.pynomaly.io"
-    )
+    kube_cluster.wait_established("anomalydetectors.pynomaly.io")
     manifests = pods.Manifests(install)
     deployment = manifests.get("Deployment", "pynomaly-operator")
     server = yaml.safe_load(Path(kube_cluster.kubeconfig).read_text())["clusters"][0]["cluster"][

@@ -53,10 +53,7 @@ def _crd(kind: str, plural: str) -> dict[str, Any]:
 def monitoring_crds(kube_cluster: Any) -> Iterator[None]:
     for kind, plural in PLURALS.items():
         kube_cluster.kubectl("apply", "-f", "-", input=_yaml(_crd(kind, plural)))
-    for plural in PLURALS.values():
-        kube_cluster.kubectl(
-            "wait", "--for=condition=Established", f"crd/{plural}.monitoring.coreos.com"
-        )
+    kube_cluster.wait_established(*(f"{p}.monitoring.coreos.com" for p in PLURALS.values()))
     try:
         yield
     finally:  # other tests expect the kinds to be unserved (MonitoringUnavailable)

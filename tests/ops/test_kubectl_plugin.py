@@ -40,9 +40,7 @@ TOKEN = "plugin-test-token-0123456789"
 @pytest.fixture(scope="module")
 def crd(kube_cluster: Any) -> None:
     kube_cluster.kubectl("apply", "-f", str(ROOT / "crds" / "anomalydetectors.pynomaly.io.yaml"))
-    kube_cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=30s", "crd/anomalydetectors.pynomaly.io"
-    )
+    kube_cluster.wait_established("anomalydetectors.pynomaly.io")
 
 
 @pytest.fixture

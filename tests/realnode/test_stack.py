@@ -51,7 +51,7 @@ def stack(
         "pod-security.kubernetes.io/warn=restricted",
     )  # fmt: skip
     cp.kubectl("apply", "--server-side", "-f", str(CRD))
-    cp.kubectl("wait", "--for=condition=Established", "crd/anomalydetectors.pynomaly.io")
+    cp.wait_established("anomalydetectors.pynomaly.io")
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     operator = OperatorProcess(cp.kubeconfig, ns, log)
     operator.start()

@@ -94,13 +94,7 @@ class ArgoCD:
         """Argo CD's CRDs, namespace, ``argocd-cm`` (with our health check), secret, project."""
         for crd in sorted(CRD_DIR.glob("*.yaml")):
             self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-        self.cluster.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/applications.argoproj.io",
-            "crd/appprojects.argoproj.io",
-        )
+        self.cluster.wait_established("applications.argoproj.io", "appprojects.argoproj.io")
         self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
         self.apply(health_configmap())
         labels = {"app.kubernetes.io/name": "argocd-secret", "app.kubernetes.io/part-of": "argocd"}

@@ -141,6 +141,26 @@ class ControlPlane:
             raise KubectlError(done.returncode, cmd, done.stdout, done.stderr)
         return done
 
+    def wait_established(self, *crds: str, timeout: float = 60) -> None:
+        """Wait until each CRD (``anomalydetectors.pynomaly.io``) is Established.
+
+        Polled, not ``kubectl wait --for=condition=Established``: right after a CRD is created
+        it has no ``status.conditions`` yet, and kubectl wait fails on that instead of waiting.
+        """
+        for crd in crds:
+
+            def established(crd: str = crd) -> bool:
+                done = self.kubectl(
+                    "get",
+                    f"crd/{crd}",
+                    "-o",
+                    'jsonpath={.status.conditions[?(@.type=="Established")].status}',
+                    check=False,
+                )
+                return done.stdout.strip() == "True"
+
+            wait_until(established, timeout=timeout, what=f"CRD {crd} Established")
+
     def get_json(self, *args: str) -> dict[str, Any]:
         """``kubectl get ARGS -o json``, parsed (raw Kubernetes JSON, hence ``Any``)."""
         loaded: dict[str, Any] = json.loads(self.kubectl("get", *args, "-o", "json").stdout)
