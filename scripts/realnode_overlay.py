@@ -7,9 +7,10 @@ The sample's own fields stay; the overlay adds what a 2-core local node needs an
 else: the project's images as ``make images`` tagged them (``.images/images.env``; the
 detector with ``imagePullPolicy: Never``, the store images' version tags are never pulled
 either), requests that fit beside each other (detector 250m, stores 20m-150m), 1-3 detector
-replicas with 2 workers (1Gi memory request: 2 workers with a model use ~400Mi, and the
-HPA also scales on memory at 80 %), small Redis/Postgres memory and 1Gi volumes. The defaults in the
-CRD (the performance guide's) are unchanged.
+replicas with 2 workers (2Gi memory request, the CRD's default: 2 workers with a model use
+~400Mi, and each worker that has fitted keeps a ~250Mi fit fork server, so with 1Gi the HPA's
+80 % memory target held the detector at 2 replicas after the load), small Redis/Postgres
+memory and 1Gi volumes. The defaults in the CRD (the performance guide's) are unchanged.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def overlay(body: dict[str, Any], images: dict[str, str]) -> dict[str, Any]:
             "image": images["DETECTOR_IMAGE"],
             "imagePullPolicy": "Never",
             "resources": {
-                "requests": {"cpu": "250m", "memory": "1Gi"},
+                "requests": {"cpu": "250m", "memory": "2Gi"},
                 "limits": {"cpu": "1", "memory": "2Gi"},
             },
             "autoscaling": {"minReplicas": 1, "maxReplicas": 3},
