@@ -210,6 +210,7 @@ def test_hpa_scales_the_detector_up_under_load_and_back_down(stack: Stack) -> No
             timeline.append(row)
         return current
 
+    fit(stack, MODEL)  # the load scores this model: the test does not rely on an earlier one
     load = Load(stack, MODEL, threads=6, max_seconds=300).start()
     result = None
     load_stopped = 0.0
@@ -236,6 +237,10 @@ def test_hpa_scales_the_detector_up_under_load_and_back_down(stack: Stack) -> No
         if record:
             Path(record).write_text(text)
     _assert_follows_policy(timeline, load_stopped)
+    # The CPU came from scoring, not from failing requests.
+    assert result is not None
+    assert result.ok > 0, result.summary()
+    assert not result.failed, result.summary()
 
 
 def _replicas(stack: Stack) -> tuple[int, int, int, str]:
