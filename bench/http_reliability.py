@@ -11,6 +11,15 @@ no training source: the model is fitted over HTTP first). Load comes from ``wrk`
     .venv/bin/python bench/http_reliability.py [--duration 20]
 
 writes bench/results/http-<date>.md with the machine's load average beside every figure.
+
+``--mlserver`` also runs the 64- and 500-client cells against MLServer 1.7 (mlserver-sklearn,
+the virtualenv ``detector_bench`` keeps in bench/.work/mlserver-venv) serving the same kind of
+model, a scikit-learn IsolationForest fitted on the same rows, through V2 ``infer`` with
+single-row FP64 tensors: the same load beside a reference server. MLServer runs with as many
+inference workers as ours has uvicorn workers (``parallel_workers``), unpinned like ours.
+
+During each of our 500-client runs the established connections are counted per worker
+process (``ss``), to show how the one listening socket spreads clients over the workers.
 """
 
 from __future__ import annotations
@@ -35,10 +44,14 @@ import numpy as np
 import yaml
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+import detector_bench  # noqa: E402  (a sibling script: MLServer's venv and start helper)
+
 ROOT = BENCH.parent
 LUA = BENCH / "wrk_post.lua"
 SAMPLE = ROOT / "manifests" / "samples" / "minimal.yaml"
 FEATURES = 8
+ML_PATH = f"/v2/models/{detector_bench.MODEL}/infer"
 
 
 def free_port() -> int:
@@ -99,10 +112,17 @@ def server(work: Path, env: dict[str, str]) -> Iterator[tuple[str, str, subproce
         log.close()
 
 
-def wrk(base: str, bodies: Path, *, connections: int, duration: int) -> dict[str, Any]:
+def wrk(
+    base: str,
+    bodies: Path,
+    *,
+    connections: int,
+    duration: int,
+    path: str = "/v1/models/bench/detect",
+) -> dict[str, Any]:
     argv = [
         "wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "--latency",
-        "-s", str(LUA), base, "--", "/v1/models/bench/detect", str(bodies),
+        "-s", str(LUA), base, "--", path, str(bodies),
     ]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True)
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("WRKJSON "))
@@ -112,6 +132,65 @@ def wrk(base: str, bodies: Path, *, connections: int, duration: int) -> dict[str
     stats["errors"] = sum(stats[f"errors_{kind}"] for kind in kinds)
     stats["load"] = os.getloadavg()[0]
     return stats
+
+
+def connections_per_process(port: int) -> dict[int, int]:
+    """Established connections to ``port`` by the pid of the process holding them."""
+    done = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    counts: dict[int, int] = {}
+    for line in done.stdout.splitlines():
+        for field in line.split("pid=")[1:]:
+            pid = int(field.split(",", 1)[0])
+            counts[pid] = counts.get(pid, 0) + 1
+    return counts
+
+
+def wrk_with_spread(
+    base: str, bodies: Path, *, connections: int, duration: int
+) -> tuple[dict[str, Any], dict[int, int]]:
+    """``wrk`` plus the per-process connection counts sampled halfway through the run."""
+    port = int(base.rsplit(":", 1)[1])
+    spread: dict[int, int] = {}
+
+    def sample() -> None:
+        time.sleep(duration / 2)
+        spread.update(connections_per_process(port))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stats = wrk(base, bodies, connections=connections, duration=duration)
+    sampler.join(timeout=30)
+    return stats, spread
+
+
+@contextlib.contextmanager
+def mlserver(work: Path, rows: np.ndarray[Any, Any], workers: int) -> Iterator[str]:
+    """MLServer 1.7 serving an IsolationForest fitted on ``rows`` (in its own virtualenv)."""
+    python = detector_bench.ensure_mlserver_venv().with_name("python")
+    np.save(work / "train.npy", rows)
+    fit = (
+        "import joblib, numpy as np\n"
+        "from sklearn.ensemble import IsolationForest\n"
+        f"rows = np.load({str(work / 'train.npy')!r})\n"
+        "model = IsolationForest(n_estimators=100, random_state=7).fit(rows)\n"
+        f"joblib.dump(model, {str(work / 'model.joblib')!r})\n"
+    )
+    subprocess.run([str(python), "-c", fit], check=True, timeout=300)
+    # Unpinned like ours (the detector bench pins its one-worker servers to one CPU).
+    pinned, detector_bench.SERVER_CPU = detector_bench.SERVER_CPU, f"0-{(os.cpu_count() or 1) - 1}"
+    try:
+        started = detector_bench.start_mlserver(work, batching=False, parallel_workers=workers)
+    finally:
+        detector_bench.SERVER_CPU = pinned
+    try:
+        yield started.base
+    finally:
+        started.stop()
 
 
 class SlowClients:
@@ -166,6 +245,39 @@ def oversized(base: str) -> float:
     return time.perf_counter() - started
 
 
+def slow_client_cells(base: str, probes: str, bodies: Path, *, duration: int) -> list[str]:
+    """Slow clients beside normal load, then an oversized body: the result file's lines."""
+    port = int(base.rsplit(":", 1)[1])
+    lines: list[str] = []
+    lines += [
+        "",
+        "## Slow clients (headers a byte a second) beside normal load (8 clients)",
+        "",
+        "| slow clients | req/s | p50 ms | p95 ms | p99 ms | errors | load | probes during |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    solo = wrk(base, bodies, connections=8, duration=duration)
+    lines.append("| 0 " + fmt(solo) + " |")
+    for count in (300, 1000):
+        with SlowClients(port, count):
+            stats = wrk(base, bodies, connections=8, duration=duration)
+            probe = [
+                httpx.get(f"{probes}{path}", timeout=2).status_code
+                for path in ("/livez", "/readyz")
+            ]
+        lines.append(f"| {count} " + fmt(stats) + f" {probe} |")
+        print(count, stats, probe, flush=True)
+        if count == 300:
+            ratio = stats["p99_us"] / solo["p99_us"]
+            lines.append(f"|  | p99 with 300 slow / solo: **{ratio:.2f}x** | | | | | | |")
+    seconds = oversized(base)
+    lines += [
+        "",
+        f"A 200 MB declared body: 413 after {seconds * 1000:.1f} ms, none of it sent.",
+    ]
+    return lines
+
+
 def fmt(stats: dict[str, Any]) -> str:
     return (
         f"| {stats['rps']:,.0f} | {stats['p50_us'] / 1000:.1f} | {stats['p95_us'] / 1000:.1f} | "
@@ -179,6 +291,14 @@ def main() -> int:
     parser.add_argument(
         "--env", action="append", default=[], help="KEY=VALUE over the operator's ConfigMap"
     )
+    parser.add_argument(
+        "--mlserver",
+        action="store_true",
+        help="also run the 64/500-client cells against MLServer 1.7 (same model kind, V2 infer)",
+    )
+    parser.add_argument(
+        "--skip-slow-clients", action="store_true", help="only the concurrent-client cells"
+    )
     options = parser.parse_args()
     work = BENCH / ".work" / "http"
     work.mkdir(parents=True, exist_ok=True)
@@ -186,6 +306,8 @@ def main() -> int:
     bodies = work / "rows.jsonl"
     rows = rng.normal(size=(5000, FEATURES)).tolist()
     bodies.write_text("".join(json.dumps({"instances": [row]}) + "\n" for row in rows))
+    v2_bodies = work / "rows-v2.jsonl"
+    v2_bodies.write_text("".join(detector_bench._v2_body(np.array([row])) + "\n" for row in rows))
     env = operator_env()
     overrides = dict(item.split("=", 1) for item in options.env)
     env.update(overrides)
@@ -203,10 +325,12 @@ def main() -> int:
         + (f" Overrides: `{overrides}`." if overrides else ""),
         "",
     ]
+    training = rng.normal(size=(2000, FEATURES))
+    spreads: list[str] = []
     with server(work, env) as (base, probes, _proc):
         fitted = httpx.put(
             f"{base}/v1/models/bench",
-            json={"algorithm": "IForest", "instances": rng.normal(size=(2000, FEATURES)).tolist()},
+            json={"algorithm": "IForest", "instances": training.tolist()},
             timeout=120,
         )
         fitted.raise_for_status()
@@ -214,41 +338,44 @@ def main() -> int:
         lines += [
             "## 500 concurrent clients",
             "",
-            "| clients | req/s | p50 ms | p95 ms | p99 ms | errors | load |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for connections in (64, 500):
-            stats = wrk(base, bodies, connections=connections, duration=options.duration)
-            lines.append(f"| {connections} " + fmt(stats))
-            print(connections, stats, flush=True)
-        port = int(base.rsplit(":", 1)[1])
-        lines += [
-            "",
-            "## Slow clients (headers a byte a second) beside normal load (8 clients)",
-            "",
-            "| slow clients | req/s | p50 ms | p95 ms | p99 ms | errors | load | probes during |",
+            "| server | clients | req/s | p50 ms | p95 ms | p99 ms | errors | load |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        solo = wrk(base, bodies, connections=8, duration=options.duration)
-        lines.append("| 0 " + fmt(solo) + " |")
-        for count in (300, 1000):
-            with SlowClients(port, count):
-                stats = wrk(base, bodies, connections=8, duration=options.duration)
-                probe = [
-                    httpx.get(f"{probes}{path}", timeout=2).status_code
-                    for path in ("/livez", "/readyz")
-                ]
-            lines.append(f"| {count} " + fmt(stats) + f" {probe} |")
-            print(count, stats, probe, flush=True)
-            if count == 300:
-                ratio = stats["p99_us"] / solo["p99_us"]
-                lines.append(f"|  | p99 with 300 slow / solo: **{ratio:.2f}x** | | | | | | |")
-        seconds = oversized(base)
+        for connections in (64, 500):
+            stats, spread = wrk_with_spread(
+                base, bodies, connections=connections, duration=options.duration
+            )
+            lines.append(f"| ours (v1 detect) | {connections} " + fmt(stats))
+            counts = sorted(spread.values(), reverse=True)
+            spreads.append(
+                f"- ours, {connections} clients: established connections per worker process "
+                f"halfway through the run: {counts} (sum {sum(counts)})"
+            )
+            print(connections, stats, spread, flush=True)
+        slow = [] if options.skip_slow_clients else slow_client_cells(
+            base, probes, bodies, duration=options.duration
+        )  # fmt: skip
+    if options.mlserver:
+        workers = int(env["PYNOMALY_WORKERS"])
+        (work / "mlserver").mkdir(exist_ok=True)
+        with mlserver(work / "mlserver", training, workers) as ml_base:
+            wrk(ml_base, v2_bodies, connections=8, duration=3, path=ML_PATH)  # warm up
+            for connections in (64, 500):
+                stats = wrk(
+                    ml_base, v2_bodies, connections=connections, duration=options.duration,
+                    path=ML_PATH,
+                )  # fmt: skip
+                lines.append(f"| MLServer 1.7 (V2 infer) | {connections} " + fmt(stats))
+                print("mlserver", connections, stats, flush=True)
         lines += [
             "",
-            f"A 200 MB declared body: 413 after {seconds * 1000:.1f} ms, none of it sent.",
+            f"MLServer: mlserver-sklearn, `parallel_workers={workers}` (one inference process "
+            "per uvicorn worker of ours) behind its one REST process, a scikit-learn "
+            "IsolationForest (100 trees) fitted on the same 2,000 rows, single-row FP64 V2 "
+            "tensors; default server settings otherwise.",
         ]
-    suffix = "-overrides" if overrides else ""
+    lines += ["", "## Connections per worker", "", *spreads, *slow]
+    suffix = ("-overrides" if overrides else "") + ("-mlserver" if options.mlserver else "")
     out = BENCH / "results" / f"http-{dt.date.today()}{suffix}.md"
     out.write_text("\n".join(lines) + "\n")
     print(out)
