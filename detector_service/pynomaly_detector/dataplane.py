@@ -489,7 +489,12 @@ class DataPlane:
 
     async def detect(self, name: str, instances: Any) -> Detection:
         """Score request rows (a list of lists of numbers) with the newest version of ``name``."""
-        model = await self.models.load(name)
+        return await self.detect_rows(await self.models.load(name), instances)
+
+    async def detect_rows(self, model: LoadedModel, instances: Any) -> Detection:
+        """Score request rows with ``model``, already looked up by the caller (the route
+        looks it up once, to bound the body before parsing it: a second lookup per request
+        cost two cache probes and two shared-memory counter writes)."""
         values = rowing.matrix(
             instances,
             n_features=model.meta.n_features,

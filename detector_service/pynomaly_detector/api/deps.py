@@ -12,7 +12,8 @@ from pynomaly_detector.settings import Settings
 
 def plane_of(request: Request) -> DataPlane:
     """The data plane, for hot routes that skip dependency solving."""
-    plane: DataPlane = request.state.plane
+    # The lifespan state dict itself: ``request.state`` builds a wrapper object per request.
+    plane: DataPlane = request.scope["state"]["plane"]
     return plane
 
 

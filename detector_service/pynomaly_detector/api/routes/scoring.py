@@ -37,7 +37,7 @@ async def detect(request: Request) -> Response:
         raise InvalidInputError("'explain' must be true or false")
     if explain:
         plane.check_explainable(model)  # 422 before any scoring work
-    detection = await plane.detect(name, body["instances"])
+    detection = await plane.detect_rows(model, body["instances"])
     meta = detection.model.meta
     p_values = detection.p_values
     response = {
