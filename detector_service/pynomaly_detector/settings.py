@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     killed, the model stays on its previous version and the PUT gets 422 ``fit_timeout``
     (also bounds the declared model's fit at start). Keep it below
     ``request_timeout_seconds``, else the request's 504 comes first (that stops the fit too)."""
+    fit_server_idle_seconds: float = Field(default=60.0, ge=0)
+    """Seconds without a fit after which a worker stops its fit fork server (the process
+    that imports every algorithm once so fits start fast: ~250 MB RSS per worker). The next
+    fit starts it again and waits for those imports (~2 s on an idle core). 0 = stop it as
+    soon as no fit runs. Never stopped while a fit runs."""
     request_read_timeout_seconds: float = Field(default=15.0, gt=0)
     """Seconds a client has to send a whole request (headers and body) once it starts;
     slower requests get 408 and their connection is closed (slowloris)."""
