@@ -58,10 +58,10 @@ class Settings(BaseSettings):
     """Concurrent connections+tasks per worker before uvicorn answers 503."""
     graceful_shutdown_seconds: int = Field(default=25, ge=1)
     """Seconds uvicorn waits for in-flight requests after SIGTERM (below the pod's grace period)."""
-    drain_seconds: float = Field(default=5.0, ge=0)
+    drain_seconds: float = Field(default=10.0, ge=0)
     """After SIGTERM: seconds readiness fails while the service keeps serving (so endpoints
     are removed first), before uvicorn stops listening and finishes in-flight requests
-    (``spec.server.drainSeconds``)."""
+    (``spec.server.drainSeconds``, whose default this is)."""
     fit_timeout_seconds: float = Field(default=25.0, gt=0)
     """Wall-clock limit of one fit, which runs in its own process: beyond it the process is
     killed, the model stays on its previous version and the PUT gets 422 ``fit_timeout``
