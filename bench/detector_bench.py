@@ -134,10 +134,17 @@ def free_port() -> int:
 
 
 def http(
-    method: str, url: str, *, body: bytes | None = None, timeout: float = 10.0
+    method: str,
+    url: str,
+    *,
+    body: bytes | None = None,
+    timeout: float = 10.0,
+    token: str | None = None,
 ) -> tuple[int, bytes]:
     """One request with the standard library; returns (status, body) even for 4xx/5xx."""
     headers = {"Content-Type": "application/json"} if body is not None else {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
@@ -576,6 +583,11 @@ LOCAL_ONLY = {
 }
 
 
+BENCH_TOKEN = "bench-token-not-a-secret"  # noqa: S105 (a local benchmark's token)
+"""The API token the rendered configuration requires for model writes (PUT): the operator
+mounts it from the generated ``<name>-api-token`` Secret; here it is a file in the work dir."""
+
+
 def operator_env() -> dict[str, str]:
     """The detector's environment as the operator renders it for the minimal sample: the
     ConfigMap's data plus the Deployment's plain env values (workers, limits, recycling...),
@@ -592,7 +604,7 @@ def operator_env() -> dict[str, str]:
         AnomalyDetector.from_body(body),
         naming.names_for(body),
         {},
-        token=lambda: "bench-token-not-a-secret",
+        token=lambda: BENCH_TOKEN,
         signing_key_value=lambda: "bench-signing-key-not-a-secret-0123456789abcdef",
     )
     env: dict[str, str] = {}
@@ -614,11 +626,21 @@ def start_ours(
     port = free_port()
     cli = Path(sys.executable).parent / "pynomaly-detector"
     env = ours_env(work, port) | (overrides or {})
+    token = None
+    if env.get("PYNOMALY_API_TOKEN_FILE"):  # the rendered Deployment mounts the token Secret
+        token_file = work / f"{name}-api-token"
+        token_file.write_text(BENCH_TOKEN + "\n")
+        env["PYNOMALY_API_TOKEN_FILE"] = str(token_file)
+        token = BENCH_TOKEN
     server = Server(
         name, [str(cli), "serve"], port=port, env=env, cwd=work,
         log=work / f"{name}.log",
     )  # fmt: skip
-    server.wait_ready("/v2/health/live", deadline_s=120)
+    try:
+        server.wait_ready("/v2/health/live", deadline_s=120)
+    except BaseException:
+        server.stop()  # a server that never came up must not keep running (or respawning)
+        raise
     body = {
         "algorithm": "IsolationForest",
         "parameters": model_parameters(),
@@ -626,7 +648,11 @@ def start_ours(
         "instances": training_rows().tolist(),
     }
     status, text = http(
-        "PUT", f"{server.base}/v1/models/{MODEL}", body=json.dumps(body).encode(), timeout=300
+        "PUT",
+        f"{server.base}/v1/models/{MODEL}",
+        body=json.dumps(body).encode(),
+        timeout=300,
+        token=token,
     )
     if status not in (200, 201):
         server.stop()

@@ -19,8 +19,12 @@ import sys
 import tempfile
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from pynomaly_detector import probes
+
+if TYPE_CHECKING:
+    from pynomaly_detector.settings import Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -33,6 +37,18 @@ def _multiprocess_dir() -> Path:
         stale.unlink()
     os.environ[MULTIPROC_ENV] = str(path)
     return path
+
+
+def _preflight(settings: Settings) -> str | None:
+    """What would stop every worker from starting (an unreadable token file), or None."""
+    from pynomaly_detector.tokens import TokenFile, TokenFileError
+
+    if settings.api_token_file:
+        try:
+            TokenFile(settings.api_token_file)
+        except TokenFileError as error:
+            return str(error)
+    return None
 
 
 def serve(argv: list[str]) -> int:
@@ -57,6 +73,15 @@ def serve(argv: list[str]) -> int:
 
     settings = Settings()
     logs.configure(settings.log_level)
+    problem = _preflight(settings)
+    if problem:
+        # Checked once here, before any worker starts: a worker that cannot build the app
+        # exits and uvicorn's supervisor starts another, so the pod would spin silently.
+        print(f"pynomaly-detector: {problem}", file=sys.stderr, flush=True)
+        shutil.rmtree(status_dir, ignore_errors=True)
+        if not os.environ.get("PYNOMALY_KEEP_METRICS_DIR"):
+            shutil.rmtree(directory, ignore_errors=True)
+        return 2
     probe_server = (
         probes.ProbeServer(settings.host, settings.metrics_port, status_dir).start()
         if settings.metrics_port

@@ -143,3 +143,25 @@ def _detect_count(path: Path) -> float:
 def test_cli_usage() -> None:
     assert cli.main(["--help"]) == 0
     assert cli.main(["bogus"]) == 2
+
+
+def test_unreadable_token_file_stops_serve_at_once_with_its_reason(tmp_path: Path) -> None:
+    """A missing token file (a Secret not mounted) must end ``serve`` with a message, not leave
+    uvicorn's supervisor restarting workers that die building the app (a silent busy pod)."""
+    env = {
+        **os.environ,
+        "PYNOMALY_PORT": str(free_port()),
+        "PYNOMALY_METRICS_PORT": str(free_port()),
+        "PYNOMALY_WORKERS": "2",
+        "PYNOMALY_MODEL_DIR": str(tmp_path / "models"),
+        "PYNOMALY_ARTIFACT_SIGNING_KEY": SIGNING_KEY,
+        "PYNOMALY_API_TOKEN_FILE": str(tmp_path / "absent" / "token"),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
+    }
+    done = subprocess.run(
+        [str(SCRIPT), "serve"], env=env, capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 2, done.stderr.decode()[-2000:]
+    assert "PYNOMALY_API_TOKEN_FILE" in done.stderr.decode()
+    assert str(tmp_path / "absent" / "token") in done.stderr.decode()
+    assert not (tmp_path / "prom").exists()  # nothing left behind
