@@ -681,6 +681,7 @@ def build(
         on_replaced=scorer.forget,
         keep_versions=settings.model_keep_versions,
         fit_timeout=settings.fit_timeout_seconds,
+        fit_server_idle=settings.fit_server_idle_seconds,
     )
     anomaly_log = (
         AnomalyLog(store, max_queue=settings.anomaly_log_queue_size)

@@ -58,15 +58,20 @@ class Settings(BaseSettings):
     """Concurrent connections+tasks per worker before uvicorn answers 503."""
     graceful_shutdown_seconds: int = Field(default=25, ge=1)
     """Seconds uvicorn waits for in-flight requests after SIGTERM (below the pod's grace period)."""
-    drain_seconds: float = Field(default=5.0, ge=0)
+    drain_seconds: float = Field(default=10.0, ge=0)
     """After SIGTERM: seconds readiness fails while the service keeps serving (so endpoints
     are removed first), before uvicorn stops listening and finishes in-flight requests
-    (``spec.server.drainSeconds``)."""
+    (``spec.server.drainSeconds``, whose default this is)."""
     fit_timeout_seconds: float = Field(default=25.0, gt=0)
     """Wall-clock limit of one fit, which runs in its own process: beyond it the process is
     killed, the model stays on its previous version and the PUT gets 422 ``fit_timeout``
     (also bounds the declared model's fit at start). Keep it below
     ``request_timeout_seconds``, else the request's 504 comes first (that stops the fit too)."""
+    fit_server_idle_seconds: float = Field(default=60.0, ge=0)
+    """Seconds without a fit after which a worker stops its fit fork server (the process
+    that imports every algorithm once so fits start fast: ~250 MB RSS per worker). The next
+    fit starts it again and waits for those imports (~2 s on an idle core). 0 = stop it as
+    soon as no fit runs. Never stopped while a fit runs."""
     request_read_timeout_seconds: float = Field(default=15.0, gt=0)
     """Seconds a client has to send a whole request (headers and body) once it starts;
     slower requests get 408 and their connection is closed (slowloris)."""

@@ -1,12 +1,18 @@
-"""Every key of the rendered settings ConfigMap is a field of the service's Settings,
-and the service accepts the rendered values as they are."""
+"""Every key of the rendered settings ConfigMap is a field of the service's Settings, the
+service accepts the rendered values as they are, and the defaults both sides hold agree."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+import yaml
+
+from pynomaly_detector.dataplane import termination_grace
 from pynomaly_detector.settings import Settings
+from pynomaly_operator import naming
 from pynomaly_operator.builders.detector import config_map as configmap
+from pynomaly_operator.builders.detector import deployment
 from pynomaly_operator.specs import detector as specs
 
 SPECS = [
@@ -65,3 +71,24 @@ def test_worker_recycling_defaults_agree() -> None:
     defaults = Settings()
     assert int(data["PYNOMALY_MAX_REQUESTS"]) == defaults.max_requests == 0
     assert int(data["PYNOMALY_MAX_REQUESTS_JITTER"]) == defaults.max_requests_jitter
+
+
+def test_drain_defaults_agree_and_the_grace_period_is_the_one_the_service_budgets() -> None:
+    """The CRD's ``server.drainSeconds`` default is the service's ``PYNOMALY_DRAIN_SECONDS``
+    default (they were 10 and 5), so the service run without the operator drains as a pod
+    does; the pod's grace period the operator renders from the defaults is the one the service
+    computes to budget its final anomaly-log flush."""
+    crd = yaml.safe_load(
+        (Path(__file__).parents[2] / "crds" / "anomalydetectors.pynomaly.io.yaml").read_text()
+    )
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    server = schema["properties"]["spec"]["properties"]["server"]["properties"]
+    defaults = Settings()
+    assert server["drainSeconds"]["default"] == defaults.drain_seconds == 10
+    assert server["timeoutSeconds"]["default"] == defaults.request_timeout_seconds
+
+    detector = specs.AnomalyDetector.from_body({"metadata": {"name": "x", "namespace": "n"}})
+    assert detector.spec.server.drain_seconds == defaults.drain_seconds
+    names = naming.Names(instance="x", namespace="n")
+    pod = deployment.deployment(detector, names, config_hash="h")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == termination_grace(defaults) == 50

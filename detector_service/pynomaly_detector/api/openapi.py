@@ -301,8 +301,10 @@ SCHEMAS: list[type[BaseModel]] = [
 ERRORS = {
     400: "The body is not JSON, or not a JSON object (`bad_request`).",
     401: "A bearer token is needed and missing or wrong (`unauthorized`).",
-    404: "No model of this name (`model_not_found`).",
-    409: "The model is declared but not fitted yet: fit it with PUT first.",
+    404: "No model of this name (`model_not_found`), or the deployment's declared model has "
+    "no fitted version yet (`model_not_fitted`: fit it with PUT first).",
+    409: "Nothing to promote: the model has no challenger, or no stored version of that "
+    "number (`nothing_to_promote`).",
     413: "The body exceeds the size limit, or carries more rows or values than one request "
     "may (`body_too_large`, `too_many_rows`).",
     422: "The body or a parameter is well-formed JSON but invalid: rows of the wrong width, "
@@ -332,12 +334,12 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/models/{name}/detect"): {
         "body": {"required": True, "content": _json("DetectRequest")},
         "ok": {"200": _ok("Detection")},
-        "errors": (400, 404, 409, 413, 422),
+        "errors": (400, 404, 413, 422),
     },
     ("post", "/v2/models/{name}/infer"): {
         "body": {"required": True, "content": _json("InferRequest")},
         "ok": {"200": _ok("InferResponse")},
-        "errors": (400, 404, 409, 413, 422),
+        "errors": (400, 404, 413, 422),
     },
     ("put", "/v1/models/{name}"): {
         "body": {
@@ -351,7 +353,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "errors": (400, 413, 422),
     },
     ("get", "/v1/models"): {"ok": {"200": _ok("ModelList")}, "errors": ()},
-    ("get", "/v1/models/{name}"): {"ok": {"200": _ok("ModelInfo")}, "errors": (404, 409, 422)},
+    ("get", "/v1/models/{name}"): {"ok": {"200": _ok("ModelInfo")}, "errors": (404, 422)},
     ("delete", "/v1/models/{name}"): {"ok": {"200": _ok("Deleted")}, "errors": (404, 422)},
     ("get", "/v1/models/{name}/anomalies"): {
         "ok": {"200": _ok("Anomalies")},
@@ -360,7 +362,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/v1/models/{name}/feedback"): {
         "body": {"required": True, "content": _json("FeedbackRequest")},
         "ok": {"200": _ok("FeedbackAnswer")},
-        "errors": (400, 404, 409, 413, 422),
+        "errors": (400, 404, 413, 422),
     },
     ("put", "/v1/models/{name}/challenger"): {
         "body": {
@@ -382,10 +384,10 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "ok": {"200": _ok("ModelInfo", "The new champion")},
         "errors": (400, 404, 409, 413, 422),
     },
-    ("get", "/v2/models/{name}"): {"ok": {"200": _ok("V2Metadata")}, "errors": (404, 409, 422)},
+    ("get", "/v2/models/{name}"): {"ok": {"200": _ok("V2Metadata")}, "errors": (404, 422)},
     ("get", "/v2/models/{name}/ready"): {
         "ok": {"200": _ok("ModelReady")},
-        "errors": (404, 409, 422),
+        "errors": (404, 422),
     },
     ("get", "/v2/health/live"): {"ok": {"200": _ok("Live")}, "errors": (), "probe": True},
     ("get", "/v2/health/ready"): {

@@ -146,6 +146,7 @@ class Models:
         on_replaced: Replaced | None = None,
         keep_versions: int = 0,
         fit_timeout: float = 300.0,
+        fit_server_idle: float = fitting.DEFAULT_IDLE_SECONDS,
     ) -> None:
         self.store = store
         self._key = signing_key
@@ -154,6 +155,8 @@ class Models:
         self._fit_pool = fit_pool
         self.fit_timeout = fit_timeout
         """Wall-clock limit of one fit (its process is killed beyond it)."""
+        self.fit_server_idle = fit_server_idle
+        """Seconds without a fit before the fit fork server is stopped (0: at once)."""
         self.lookups = lookups
         """L3: name -> (newest version's metadata, epoch its lookup started in)."""
         self.generation: int | None = None
@@ -442,6 +445,7 @@ class Models:
             alert_rate=alert_rate,
             limit=self.fit_timeout,
             executor=self._fit_pool,
+            idle_seconds=self.fit_server_idle,
         )
 
         def work() -> Draft:

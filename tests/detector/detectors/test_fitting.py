@@ -1,15 +1,19 @@
 """Fits in their own process: the result equals an in-process fit, bad parameters keep their
-error type, and a fit past its limit or abandoned by its caller is killed, not waited for."""
+error type, and a fit past its limit or abandoned by its caller is killed, not waited for.
+The fork server the fits come from is stopped once no fit has run for the idle period (its
+~250 MB go back), never while a fit runs, and the next fit starts a new one."""
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing.forkserver
 import pickle
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import numpy.typing as npt
 import psutil
 import pytest
 
@@ -26,12 +30,28 @@ def pool() -> Iterator[ThreadPoolExecutor]:
     executor.shutdown()
 
 
+MiB = 1024 * 1024
+
+
+def fork_servers() -> list[psutil.Process]:
+    """This process's fit fork servers (at most one)."""
+    found = []
+    for child in psutil.Process().children():
+        try:
+            if "forkserver" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:  # exited while listed
+            pass
+    return found
+
+
 def fit_processes() -> list[psutil.Process]:
     """Processes forked by this process's fork server (running fits)."""
-    servers = [
-        child for child in psutil.Process().children() if "forkserver" in " ".join(child.cmdline())
-    ]
-    return [fit for server in servers for fit in server.children()]
+    return [fit for server in fork_servers() for fit in server.children()]
+
+
+def small_rows(n: int = 60, *, seed: int = 0) -> npt.NDArray[np.float64]:
+    return np.random.default_rng(seed).normal(size=(n, 3))
 
 
 async def test_a_fit_in_its_process_equals_one_in_process(pool: ThreadPoolExecutor) -> None:
@@ -94,3 +114,115 @@ async def test_an_abandoned_fit_is_killed(pool: ThreadPoolExecutor) -> None:
         fitting.fit("ECOD", rows, parameters={}, contamination=0.1, limit=60, executor=pool), 30
     )
     assert result.n_samples == 50
+
+
+def test_the_private_fork_server_stop_still_exists() -> None:
+    """``fitting._stop_fork_server`` calls CPython's private ``ForkServer._stop``: if an
+    upgrade renamed it, idle fork servers would keep their memory again. Fail here first."""
+    server = multiprocessing.forkserver._forkserver
+    assert callable(getattr(server, "_stop", None)), (
+        "multiprocessing.forkserver.ForkServer._stop is gone: rework fitting._stop_fork_server"
+    )
+
+
+async def test_an_idle_fork_server_is_stopped_and_the_next_fit_starts_one(
+    pool: ThreadPoolExecutor,
+) -> None:
+    idle = 2.0
+    await fitting.fit(
+        "ECOD",
+        small_rows(),
+        parameters={},
+        contamination=0.1,
+        limit=60,
+        executor=pool,
+        idle_seconds=idle,
+    )
+    fitted_at = time.monotonic()
+    [server] = fork_servers()
+    assert server.memory_info().rss > 100 * MiB  # every algorithm imported: what is freed
+
+    deadline = fitted_at + idle + 30
+    while server.is_running() and server.status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the idle fork server was never stopped"
+        await asyncio.sleep(0.05)
+    assert time.monotonic() - fitted_at >= idle - 0.1, "stopped before the idle period ended"
+    assert fork_servers() == []
+    children = psutil.Process().children(recursive=True)
+    assert sum(child.memory_info().rss for child in children) < 60 * MiB  # resource tracker
+
+    result = await fitting.fit(
+        "IForest",
+        small_rows(80),
+        parameters={"n_estimators": 20},
+        contamination=0.1,
+        limit=60,
+        executor=pool,
+        idle_seconds=idle,
+    )
+    assert result.n_samples == 80
+    [again] = fork_servers()
+    assert again.pid != server.pid
+
+
+async def test_a_fit_in_progress_keeps_its_fork_server() -> None:
+    """Another fit ends while a long one runs, with ``idle_seconds=0`` (stop as soon as no
+    fit runs): the server must stay for the long fit, which then completes."""
+    with ThreadPoolExecutor(2) as two:
+        slow = asyncio.create_task(
+            fitting.fit(
+                "OCSVM",
+                SLOW_ROWS[:8000],
+                parameters={},
+                contamination=0.1,
+                limit=300,
+                executor=two,
+                idle_seconds=0,
+            )
+        )
+        deadline = time.monotonic() + 60
+        while not fit_processes():
+            assert time.monotonic() < deadline, "the long fit never started"
+            await asyncio.sleep(0.05)
+        [server] = fork_servers()
+        quick = await fitting.fit(
+            "ECOD",
+            small_rows(),
+            parameters={},
+            contamination=0.1,
+            limit=60,
+            executor=two,
+            idle_seconds=0,
+        )
+        assert quick.n_samples == 60
+        assert not slow.done(), "the long fit ended first: nothing was tested (use more rows)"
+        assert [p.pid for p in fork_servers()] == [server.pid]
+        assert len(fit_processes()) == 1
+        result = await slow
+        assert result.n_samples == 8000
+        assert fork_servers() == []  # the last fit ended: stopped at once
+
+
+async def test_concurrent_fits_while_the_fork_server_comes_and_goes() -> None:
+    """Fits of different lengths overlap, each stopping the server when it is the last one
+    running (``idle_seconds=0``) while others start: every fit succeeds."""
+    with ThreadPoolExecutor(4) as four:
+
+        async def one(i: int) -> int:
+            await asyncio.sleep(0.1 * (i % 3))
+            result = await fitting.fit(
+                "IForest",
+                small_rows(50 + 50 * i, seed=i),
+                parameters={"n_estimators": 10},
+                contamination=0.1,
+                limit=120,
+                executor=four,
+                idle_seconds=0,
+            )
+            return result.n_samples
+
+        for _ in range(3):
+            assert await asyncio.gather(*(one(i) for i in range(6))) == [
+                50 + 50 * i for i in range(6)
+            ]
+            assert fork_servers() == []

@@ -147,7 +147,7 @@ def test_token_auth_then_drain_and_clean_shutdown(tmp_path: Path, queries: np.nd
     env = {
         "PYNOMALY_SCORING_AUTH": "token",
         "PYNOMALY_API_TOKEN_FILE": str(token_file),
-        "PYNOMALY_SHUTDOWN_DRAIN_SECONDS": "2",
+        "PYNOMALY_DRAIN_SECONDS": "2",
     }
     with running(tmp_path, **env) as detector:
         request = _typed(queries, "FP64", "fp64_contents")
