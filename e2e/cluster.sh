@@ -46,7 +46,7 @@ build() {
   version="$(cd "$cp" && "$GO" list -m -f '{{.Version}}' k8s.io/kubernetes)"   # e.g. v1.35.4
   minor="${version#v1.}"; minor="${minor%%.*}"
   ldflags="-s -w -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
-  if stale "$BIN/controlplane" "$cp"; then
+  if stale "$BIN/controlplane" "$cp" "$ROOT/e2e/clusterkit"; then
     log "building control plane $version (cold build ~4-12 min on 2 cores; seconds when GOCACHE is warm)..."
     local start=$SECONDS
     (cd "$cp" && "$GO" build -trimpath -p 2 -ldflags "$ldflags" -o "$BIN/controlplane.tmp.$$" . )
@@ -97,7 +97,7 @@ build_node() {
     mv "$1.tmp.$$" "$1"
     log "$(basename "$1") built in $((SECONDS - start))s"
   }
-  stale "$BIN/node" "$nd" && gobuild "$BIN/node" "$nd" "$ldflags" .
+  stale "$BIN/node" "$nd" "$ROOT/e2e/clusterkit" && gobuild "$BIN/node" "$nd" "$ldflags" .
   stale "$BIN/pause" "$nd/pause" && gobuild "$BIN/pause" "$nd" "-s -w" ./pause
   stale "$BIN/testbox" "$nd/testbox" && gobuild "$BIN/testbox" "$nd" "-s -w" ./testbox
   stale "$BIN/coredns" "$ROOT/e2e/coredns" && gobuild "$BIN/coredns" "$ROOT/e2e/coredns" "-s -w" .

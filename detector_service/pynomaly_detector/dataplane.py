@@ -39,6 +39,7 @@ from pynomaly_detector.registry.anomaly_log import AnomalyLog
 from pynomaly_detector.registry.challenger import Challengers, DeclaredChallenger
 from pynomaly_detector.registry.models import (
     DeclaredModel,
+    FitSpec,
     LoadedModel,
     ModelNotFoundError,
     Models,
@@ -57,6 +58,7 @@ from pynomaly_detector.settings import Settings
 __all__ = [
     "DataPlane",
     "Detection",
+    "FitSpec",
     "LoadedModel",
     "ModelNotFoundError",
     "build",
@@ -296,10 +298,12 @@ class DataPlane:
         return await self.challengers.declared(
             champion,
             DeclaredChallenger(
-                algorithm=settings.model_challenger_algorithm,
-                parameters=dict(settings.model_challenger_parameters),
-                contamination=settings.model_challenger_contamination,
-                alert_rate=settings.model_challenger_alert_rate,
+                FitSpec(
+                    algorithm=settings.model_challenger_algorithm,
+                    parameters=dict(settings.model_challenger_parameters),
+                    contamination=settings.model_challenger_contamination,
+                    alert_rate=settings.model_challenger_alert_rate,
+                )
             ),
         )
 
@@ -350,25 +354,9 @@ class DataPlane:
 
     # models ------------------------------------------------------------------------
 
-    async def fit(
-        self,
-        name: str,
-        *,
-        algorithm: str,
-        parameters: dict[str, Any],
-        contamination: float,
-        data: datasets.TrainingData,
-        alert_rate: float | None = None,
-    ) -> ModelVersion:
+    async def fit(self, name: str, spec: FitSpec, data: datasets.TrainingData) -> ModelVersion:
         """Fit and store a new version of ``name``; it serves at once in this process."""
-        model = await self.models.fit(
-            name,
-            algorithm=algorithm,
-            parameters=parameters,
-            contamination=contamination,
-            data=data,
-            alert_rate=alert_rate,
-        )
+        model = await self.models.fit(name, spec, data)
         self.scorer.forget(name, keep=identity(model.meta))
         if self._announce is not None:
             await self._announce(name)
@@ -419,24 +407,10 @@ class DataPlane:
     # challengers -------------------------------------------------------------------
 
     async def fit_challenger(
-        self,
-        name: str,
-        *,
-        algorithm: str,
-        parameters: dict[str, Any],
-        contamination: float,
-        data: datasets.TrainingData,
-        alert_rate: float | None = None,
+        self, name: str, spec: FitSpec, data: datasets.TrainingData
     ) -> ModelVersion:
         """Fit and store the challenger of ``name``; every worker starts shadowing it."""
-        meta = await self.challengers.fit(
-            name,
-            algorithm=algorithm,
-            parameters=parameters,
-            contamination=contamination,
-            data=data,
-            alert_rate=alert_rate,
-        )
+        meta = await self.challengers.fit(name, spec, data)
         if self._announce is not None:
             await self._announce(name)
         return meta
@@ -628,10 +602,12 @@ def declared_model(settings: Settings) -> DeclaredModel:
     """The declared model of ``settings`` (``PYNOMALY_MODEL_*``)."""
     return DeclaredModel(
         name=settings.model_name,
-        algorithm=settings.model_algorithm,
-        parameters=dict(settings.model_parameters),
-        contamination=settings.model_contamination,
-        alert_rate=settings.model_alert_rate,
+        spec=FitSpec(
+            algorithm=settings.model_algorithm,
+            parameters=dict(settings.model_parameters),
+            contamination=settings.model_contamination,
+            alert_rate=settings.model_alert_rate,
+        ),
         training_path=settings.model_training_path,
         training_url=settings.model_training_url,
         max_training_rows=settings.model_max_training_rows,

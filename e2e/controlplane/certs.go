@@ -10,10 +10,11 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"os"
 	"time"
+
+	"github.com/pynomaly/pynomaly-operator/e2e/clusterkit"
 )
 
 // ensurePKI creates, once per data dir, a CA, the API server's serving
@@ -30,7 +31,7 @@ func ensurePKI(st *state) error {
 	}
 	now := time.Now().Add(-time.Hour)
 	caTmpl := &x509.Certificate{
-		SerialNumber:          serial(),
+		SerialNumber:          clusterkit.Serial(),
 		Subject:               pkix.Name{CommonName: "pynomaly-test-ca"},
 		NotBefore:             now,
 		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
@@ -112,32 +113,11 @@ func loadCA(st *state) (*x509.Certificate, crypto.Signer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	crtBlock, _ := pem.Decode(crtPEM)
-	keyBlock, _ := pem.Decode(keyPEM)
-	if crtBlock == nil || keyBlock == nil {
-		return nil, nil, errors.New("pki/ca.crt or pki/ca.key is not PEM")
-	}
-	ca, err := x509.ParseCertificate(crtBlock.Bytes)
-	if err != nil {
-		return nil, nil, err
-	}
-	key, err := x509.ParseECPrivateKey(keyBlock.Bytes)
-	if err != nil {
-		return nil, nil, err
-	}
-	return ca, key, nil
+	return clusterkit.ParseCA(crtPEM, keyPEM)
 }
 
 func issue(base string, tmpl, ca *x509.Certificate, caKey crypto.Signer, now time.Time) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl.SerialNumber = serial()
-	tmpl.NotBefore = now
-	tmpl.NotAfter = now.Add(10 * 365 * 24 * time.Hour)
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
+	der, key, err := clusterkit.Issue(tmpl, ca, caKey, now, 10*365*24*time.Hour)
 	if err != nil {
 		return err
 	}
@@ -157,12 +137,4 @@ func writeCertAndKey(base string, der []byte, key *ecdsa.PrivateKey) error {
 
 func writePEM(path, kind string, der []byte) error {
 	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600)
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		panic(err)
-	}
-	return n
 }

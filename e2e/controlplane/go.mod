@@ -2,6 +2,8 @@ module github.com/pynomaly/pynomaly-operator/e2e/controlplane
 
 go 1.25.0
 
+require github.com/pynomaly/pynomaly-operator/e2e/clusterkit v0.0.0
+
 require (
 	go.etcd.io/etcd/server/v3 v3.6.5
 	k8s.io/api v0.35.4
@@ -226,3 +228,6 @@ replace (
 )
 
 tool k8s.io/kubernetes/cmd/kubectl
+
+// Code shared by the control plane and the real node (standard library only).
+replace github.com/pynomaly/pynomaly-operator/e2e/clusterkit => ../clusterkit

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pynomaly/pynomaly-operator/e2e/clusterkit"
 	"go.etcd.io/etcd/server/v3/embed"
 	"k8s.io/component-base/version"
 )
@@ -104,18 +105,17 @@ func run(args []string) error {
 
 	startControllerManager(st, failed)
 
-	children := &childSet{}
-	defer children.stop()
-	if err := children.start("scheduler", st, schedulerCommand(st)); err != nil {
+	children := &clusterkit.Children{Failed: failed, Logf: logf}
+	defer children.Stop(childGrace)
+	if err := children.Start("scheduler", st.logFile("scheduler"), schedulerCommand(st)); err != nil {
 		return err
 	}
-	if err := children.start("kwok", st, kwokCommand(st, o.kwokBinary, o.kwokConfig)); err != nil {
+	if err := children.Start("kwok", st.logFile("kwok"), kwokCommand(st, o.kwokBinary, o.kwokConfig)); err != nil {
 		return err
 	}
 	if err := writePIDFile(st, children); err != nil {
 		return err
 	}
-	go children.watch(failed)
 
 	bg, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
@@ -141,7 +141,7 @@ func run(args []string) error {
 		return err
 	}
 	stopBackground()
-	children.stop()
+	children.Stop(childGrace)
 	// The API server saw the same signal and is draining; give it a moment
 	// so it does not log storage errors before etcd closes (deferred).
 	select {
@@ -168,6 +168,9 @@ func printVersion() error {
 	fmt.Println(version.Get().GitVersion)
 	return nil
 }
+
+// childGrace is how long the scheduler and KWOK get after SIGTERM.
+const childGrace = 3 * time.Second
 
 func since(t time.Time) string { return time.Since(t).Round(10 * time.Millisecond).String() }
 

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
+
+	"github.com/pynomaly/pynomaly-operator/e2e/clusterkit"
 )
 
 // ports are chosen once per data dir and persisted, so a restarted control
@@ -42,7 +44,7 @@ func openState(dir string) (*state, error) {
 	case !errors.Is(err, os.ErrNotExist):
 		return nil, err
 	}
-	free, err := freePorts(4)
+	free, err := clusterkit.FreePorts(4)
 	if err != nil {
 		return nil, err
 	}
@@ -65,38 +67,26 @@ func (s *state) etcdPeerURL() string        { return fmt.Sprintf("http://127.0.0
 func (s *state) apiserverURL() string       { return fmt.Sprintf("https://127.0.0.1:%d", s.ports.APIServer) }
 func (s *state) logFile(name string) string { return s.path("logs", name+".log") }
 
-// freePorts asks the kernel for n distinct free loopback ports. All
-// listeners stay open until every port is known, so none repeats.
-func freePorts(n int) ([]int, error) {
-	var out []int
-	var open []net.Listener
-	defer func() {
-		for _, l := range open {
-			_ = l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		open = append(open, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
-}
-
 // writePIDFile records the main PID, its process group and the children, so
 // `cluster.sh stop` and the pytest fixture can stop everything (the group
 // kill is the primary mechanism; the list is for humans and fallbacks).
-func writePIDFile(s *state, children *childSet) error {
+func writePIDFile(s *state, children *clusterkit.Children) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "controlplane %d\n", os.Getpid())
 	fmt.Fprintf(&b, "pgid %d\n", pgid())
 	if children != nil {
-		for _, c := range children.list() {
-			fmt.Fprintf(&b, "%s %d\n", c.name, c.cmd.Process.Pid)
+		for _, c := range children.List() {
+			fmt.Fprintf(&b, "%s %d\n", c.Name, c.Cmd.Process.Pid)
 		}
 	}
 	return os.WriteFile(s.path("pids"), []byte(b.String()), 0o600)
+}
+
+// pgid is our process group: the scheduler and KWOK (clusterkit.Children) are in it.
+func pgid() int {
+	g, err := syscall.Getpgid(0)
+	if err != nil {
+		return -1
+	}
+	return g
 }

@@ -2,18 +2,15 @@ package main
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
+	"fmt"
 	"net"
 	"os"
 	"time"
 
+	"github.com/pynomaly/pynomaly-operator/e2e/clusterkit"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
@@ -31,9 +28,9 @@ func writeCredentials(l layout, clusterDir string) error {
 	if err != nil {
 		return err
 	}
-	ca, caKey, err := parseCA(caPEM, keyPEM)
+	ca, caKey, err := clusterkit.ParseCA(caPEM, keyPEM)
 	if err != nil {
-		return err
+		return fmt.Errorf("the cluster's CA: %w", err)
 	}
 	if err := os.WriteFile(l.path("pki", "ca.crt"), caPEM, 0o600); err != nil {
 		return err
@@ -82,45 +79,16 @@ func writeCredentials(l layout, clusterDir string) error {
 	)
 }
 
-func parseCA(crtPEM, keyPEM []byte) (*x509.Certificate, crypto.Signer, error) {
-	crtBlock, _ := pem.Decode(crtPEM)
-	keyBlock, _ := pem.Decode(keyPEM)
-	if crtBlock == nil || keyBlock == nil {
-		return nil, nil, errors.New("the cluster's pki/ca.crt or pki/ca.key is not PEM")
-	}
-	ca, err := x509.ParseCertificate(crtBlock.Bytes)
-	if err != nil {
-		return nil, nil, err
-	}
-	key, err := x509.ParseECPrivateKey(keyBlock.Bytes)
-	if err != nil {
-		return nil, nil, err
-	}
-	return ca, key, nil
-}
-
+// issue signs tmpl with the cluster's CA for a year (from an hour ago, against
+// clock skew); the certificate and its key as PEM.
 func issue(tmpl, ca *x509.Certificate, caKey crypto.Signer) (crtPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, key, err := clusterkit.Issue(tmpl, ca, caKey, time.Now().Add(-time.Hour), 365*24*time.Hour)
 	if err != nil {
 		return nil, nil, err
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	keyPEM, err = clusterkit.EncodeKey(key)
 	if err != nil {
 		return nil, nil, err
 	}
-	now := time.Now().Add(-time.Hour)
-	tmpl.SerialNumber = serial
-	tmpl.NotBefore = now
-	tmpl.NotAfter = now.Add(365 * 24 * time.Hour)
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
+	return clusterkit.EncodeCert(der), keyPEM, nil
 }

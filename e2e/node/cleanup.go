@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pynomaly/pynomaly-operator/e2e/clusterkit"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,16 +53,16 @@ func cleanupCommand(args []string) error {
 // the kubelet first (so it recreates nothing), then every pod sandbox through
 // CRI (containers killed, CNI DEL: veths, addresses, portmap rules and the
 // network namespaces go), then kube-proxy and containerd, then cleanup.
-func teardown(l layout, o options, children *childSet) {
+func teardown(l layout, o options, children *clusterkit.Children) {
 	deleteAPIService(l) // first: the API server must stop dialing metrics-server's ClusterIP
-	children.stopOne("metrics-server", 5*time.Second)
-	children.stopOne("coredns", 5*time.Second)
-	children.stopOne("kubelet", 10*time.Second)
+	children.StopOne("metrics-server", 5*time.Second)
+	children.StopOne("coredns", 5*time.Second)
+	children.StopOne("kubelet", 10*time.Second)
 	if err := criTeardown(l); err != nil {
 		logf("pod sandboxes: %v", err)
 	}
-	children.stopOne("kube-proxy", 5*time.Second)
-	children.stopOne("containerd", 10*time.Second)
+	children.StopOne("kube-proxy", 5*time.Second)
+	children.StopOne("containerd", 10*time.Second)
 	deleteNodeObject(l)
 	if err := cleanup(l, true); err != nil {
 		logf("cleanup: %v", err)

@@ -7,6 +7,8 @@ go 1.25.0
 // the staging replaces below in step with that file when bumping Kubernetes.
 require k8s.io/kubernetes v1.35.4
 
+require github.com/pynomaly/pynomaly-operator/e2e/clusterkit v0.0.0
+
 require (
 	google.golang.org/grpc v1.72.2
 	k8s.io/api v0.35.4
@@ -192,3 +194,6 @@ replace (
 	k8s.io/sample-cli-plugin => k8s.io/sample-cli-plugin v0.35.4
 	k8s.io/sample-controller => k8s.io/sample-controller v0.35.4
 )
+
+// Code shared by the control plane and the real node (standard library only).
+replace github.com/pynomaly/pynomaly-operator/e2e/clusterkit => ../clusterkit

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pynomaly/pynomaly-operator/e2e/clusterkit"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -111,7 +111,7 @@ func run(args []string) error {
 	defer cancel()
 
 	failed := make(chan error, 8)
-	children := &childSet{failed: failed}
+	children := &clusterkit.Children{Failed: failed, Logf: logf}
 	err = up(ctx, o, l, children, failed, start)
 	if err == nil {
 		fmt.Printf("READY %s (%.1fs)\n", nodeName, time.Since(start).Seconds())
@@ -129,7 +129,7 @@ func run(args []string) error {
 	return err
 }
 
-func up(ctx context.Context, o options, l layout, children *childSet, failed chan error, start time.Time) error {
+func up(ctx context.Context, o options, l layout, children *clusterkit.Children, failed chan error, start time.Time) error {
 	for _, d := range []string{"containerd", "cni/net.d", "cni/ipam", "pki", "logs", "kubelet", "pod-logs", "volume-plugins", "metrics-server"} {
 		if err := os.MkdirAll(l.path(d), 0o700); err != nil {
 			return err
@@ -138,7 +138,7 @@ func up(ctx context.Context, o options, l layout, children *childSet, failed cha
 	if err := writeCredentials(l, o.clusterDir); err != nil {
 		return fmt.Errorf("credentials: %w", err)
 	}
-	ports, err := freePorts(6)
+	ports, err := clusterkit.FreePorts(6)
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func up(ctx context.Context, o options, l layout, children *childSet, failed cha
 	}
 	logf("bridge %s %s, cgroup root %s (%s)", bridgeName, nodeIPCIDR, cgroupRoot, since(start))
 
-	if err := children.start("containerd", l.logFile("containerd"),
+	if err := children.Start("containerd", l.logFile("containerd"),
 		exec.Command("containerd", "--config", l.path("containerd", "config.toml"))); err != nil {
 		return err
 	}
@@ -229,7 +229,7 @@ func up(ctx context.Context, o options, l layout, children *childSet, failed cha
 		starts = starts[:len(starts)-1] // metrics-server is last
 	}
 	for _, s := range starts {
-		if err := children.start(s.name, l.logFile(s.name), s.cmd); err != nil {
+		if err := children.Start(s.name, l.logFile(s.name), s.cmd); err != nil {
 			return err
 		}
 	}
@@ -306,32 +306,17 @@ func waitFor(ctx context.Context, what string, failed chan error, probe func() e
 	}
 }
 
-func freePorts(n int) ([]int, error) {
-	var out []int
-	var open []net.Listener
-	defer func() {
-		for _, l := range open {
-			_ = l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		open = append(open, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
-}
-
-func writePIDs(l layout, children *childSet) error {
+func writePIDs(l layout, children *clusterkit.Children) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "node %d\n", os.Getpid())
-	for _, c := range children.list() {
-		fmt.Fprintf(&b, "%s %d\n", c.name, c.cmd.Process.Pid)
+	for _, c := range children.List() {
+		fmt.Fprintf(&b, "%s %d\n", c.Name, c.Cmd.Process.Pid)
 	}
 	return os.WriteFile(l.path("pids"), []byte(b.String()), 0o600)
 }
 
 func since(t time.Time) string { return time.Since(t).Round(10 * time.Millisecond).String() }
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s node: "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+}

@@ -13,6 +13,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+# PyOD's OCSVM and MCD wrap scikit-learn's OneClassSVM and EllipticEnvelope: same parameters.
+_SVM = frozenset(
+    {
+        "cache_size",
+        "coef0",
+        "degree",
+        "gamma",
+        "kernel",
+        "max_iter",
+        "nu",
+        "shrinking",
+        "tol",
+        "verbose",
+    }
+)
+_COVARIANCE = frozenset({"assume_centered", "random_state", "store_precision", "support_fraction"})
+
 PARAMETERS: Mapping[str, frozenset[str]] = {
     "IForest": frozenset(
         {
@@ -54,20 +71,7 @@ PARAMETERS: Mapping[str, frozenset[str]] = {
             "radius",
         }
     ),
-    "OCSVM": frozenset(
-        {
-            "cache_size",
-            "coef0",
-            "degree",
-            "gamma",
-            "kernel",
-            "max_iter",
-            "nu",
-            "shrinking",
-            "tol",
-            "verbose",
-        }
-    ),
+    "OCSVM": _SVM,
     "PCA": frozenset(
         {
             "copy",
@@ -83,7 +87,7 @@ PARAMETERS: Mapping[str, frozenset[str]] = {
         }
     ),
     "LODA": frozenset({"n_bins", "n_random_cuts", "random_state"}),
-    "MCD": frozenset({"assume_centered", "random_state", "store_precision", "support_fraction"}),
+    "MCD": _COVARIANCE,
     "IsolationForest": frozenset(
         {
             "bootstrap",
@@ -99,23 +103,8 @@ PARAMETERS: Mapping[str, frozenset[str]] = {
     "LocalOutlierFactor": frozenset(
         {"algorithm", "leaf_size", "metric", "metric_params", "n_jobs", "n_neighbors", "p"}
     ),
-    "OneClassSVM": frozenset(
-        {
-            "cache_size",
-            "coef0",
-            "degree",
-            "gamma",
-            "kernel",
-            "max_iter",
-            "nu",
-            "shrinking",
-            "tol",
-            "verbose",
-        }
-    ),
-    "EllipticEnvelope": frozenset(
-        {"assume_centered", "random_state", "store_precision", "support_fraction"}
-    ),
+    "OneClassSVM": _SVM,
+    "EllipticEnvelope": _COVARIANCE,
 }
 
 NAMES: tuple[str, ...] = tuple(PARAMETERS)

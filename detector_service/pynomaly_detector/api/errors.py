@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -32,6 +33,13 @@ class BadRequestError(Exception):
 
 class BodyTooLargeError(Exception):
     """The body exceeds ``max_body_bytes`` (413)."""
+
+
+def validation_problems(error: ValidationError) -> str:
+    """A pydantic validation error as one line: ``field.path: message; ...``."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()
+    )
 
 
 def error_response(

@@ -21,53 +21,48 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from pynomaly_detector import datasets
-from pynomaly_detector.detectors import catalog, fitted
+from pynomaly_detector.detectors import catalog
 from pynomaly_detector.detectors.errors import InvalidInputError
 from pynomaly_detector.registry import signing
-from pynomaly_detector.registry.models import DeclaredModel, ModelNotFoundError, Models
+from pynomaly_detector.registry.models import (
+    DeclaredModel,
+    FitSpec,
+    LoadedModel,
+    ModelNotFoundError,
+    Models,
+    declaration_digest,
+)
 from pynomaly_detector.registry.store import NothingToPromoteError
 from pynomaly_detector.registry.versions import ModelVersion, now
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Challengers", "DeclaredChallenger", "LoadedChallenger", "NothingToPromoteError"]
-
-
-@dataclass(frozen=True, slots=True)
-class LoadedChallenger:
-    """A challenger ready to score."""
-
-    meta: ModelVersion
-    detector: fitted.FittedDetector
+__all__ = ["Challengers", "DeclaredChallenger", "NothingToPromoteError"]
 
 
 @dataclass(frozen=True, slots=True)
 class DeclaredChallenger:
     """The challenger a deployment declares (``PYNOMALY_MODEL_CHALLENGER_*``)."""
 
-    algorithm: str
-    parameters: dict[str, Any]
-    contamination: float
-    alert_rate: float | None = None
+    spec: FitSpec
 
     def digest(self, champion: DeclaredModel) -> str:
         """What a stored challenger (or a promoted version) carries to be this declaration
         (blocking: hashes the champion's training file, which the challenger is fitted on)."""
+        spec = self.spec
         body = {
-            "challenger": catalog.lookup(self.algorithm).name,
-            "parameters": self.parameters,
-            "contamination": self.contamination,
-            "alert_rate": self.alert_rate,
+            "challenger": catalog.lookup(spec.algorithm).name,
+            "parameters": spec.parameters,
+            "contamination": spec.contamination,
+            "alert_rate": spec.alert_rate,
             "training": champion.digest(),
         }
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+        return declaration_digest(body)
 
 
 class Challengers:
@@ -75,7 +70,7 @@ class Challengers:
 
     def __init__(self, models: Models) -> None:
         self.models = models
-        self._loaded: dict[str, tuple[int, LoadedChallenger | None]] = {}
+        self._loaded: dict[str, tuple[int, LoadedModel | None]] = {}
         """name -> (epoch it was read in, challenger or None)."""
 
     @property
@@ -83,16 +78,7 @@ class Challengers:
         """The model store (``ModelStore``)."""
         return self.models.store
 
-    async def fit(
-        self,
-        name: str,
-        *,
-        algorithm: str,
-        parameters: dict[str, Any],
-        contamination: float,
-        data: datasets.TrainingData,
-        alert_rate: float | None = None,
-    ) -> ModelVersion:
+    async def fit(self, name: str, spec: FitSpec, data: datasets.TrainingData) -> ModelVersion:
         """Fit and store the challenger of ``name`` (replacing any); the champion must exist
         and score rows of the same width."""
         champion = await self.models.describe(name)
@@ -101,7 +87,7 @@ class Challengers:
                 f"the challenger must score the champion's rows: {champion.n_features} "
                 f"features, got {data.values.shape[1]}"
             )
-        meta, artifact = await self.models.draft(name, algorithm, parameters, contamination, data)
+        meta, artifact = await self.models.draft(name, spec, data)
         stored: ModelVersion = await self.store.save_challenger(
             (dataclasses.replace(meta, extra={**meta.extra, "role": "challenger"}), artifact)
         )
@@ -125,14 +111,8 @@ class Challengers:
 
         async def fit() -> tuple[ModelVersion, bytes]:
             data = await loop.run_in_executor(None, champion.training_data)
-            meta, artifact = await self.models.draft(
-                champion.name,
-                challenger.algorithm,
-                dict(challenger.parameters),
-                challenger.contamination,
-                data,
-                alert_rate=challenger.alert_rate,
-            )
+            spec = dataclasses.replace(challenger.spec, parameters=dict(challenger.spec.parameters))
+            meta, artifact = await self.models.draft(champion.name, spec, data)
             extra = {**meta.extra, "role": "challenger", "declaration": digest}
             return dataclasses.replace(meta, extra=extra), artifact
 
@@ -147,7 +127,7 @@ class Challengers:
         cached = self._loaded.get(name)
         return cached is None or cached[0] != self.models.epoch
 
-    async def current(self, name: str) -> LoadedChallenger | None:
+    async def current(self, name: str) -> LoadedModel | None:
         """The challenger of ``name``, loaded (re-read when the store's generation moved)."""
         cached = self._loaded.get(name)
         if cached is not None and cached[0] == self.models.epoch:
@@ -175,7 +155,7 @@ class Challengers:
                         meta=meta,
                     ),
                 )
-                loaded = LoadedChallenger(meta, detector)
+                loaded = LoadedModel(meta, detector)
         self._loaded[name] = (epoch, loaded)
         return loaded
 

@@ -62,15 +62,24 @@ class LoadedModel:
 
 
 @dataclass(frozen=True, slots=True)
+class FitSpec:
+    """What a fit is asked for, whoever asks (a PUT, a declaration, a challenger): the
+    algorithm, its parameters and the rule that sets the threshold."""
+
+    algorithm: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    contamination: float = 0.1
+    """Expected share of anomalies in the training rows (sets the threshold)."""
+    alert_rate: float | None = None
+    """Threshold from this alert rate (calibration quantile) instead of ``contamination``."""
+
+
+@dataclass(frozen=True, slots=True)
 class DeclaredModel:
     """The model a deployment declares (``PYNOMALY_MODEL_*``): fitted once if missing."""
 
     name: str
-    algorithm: str
-    parameters: dict[str, Any] = field(default_factory=dict)
-    contamination: float = 0.1
-    alert_rate: float | None = None
-    """Threshold from this alert rate (calibration quantile) instead of ``contamination``."""
+    spec: FitSpec
     training_path: str = ""
     training_url: str = ""
     max_training_rows: int = 1_000_000
@@ -103,16 +112,22 @@ class DeclaredModel:
                     source.update(block)
         else:
             source.update(self.training_url.encode())
+        spec = self.spec
         body = {
-            "algorithm": catalog.lookup(self.algorithm).name,
-            "parameters": self.parameters,
-            "contamination": self.contamination,
+            "algorithm": catalog.lookup(spec.algorithm).name,
+            "parameters": spec.parameters,
+            "contamination": spec.contamination,
             "source": source.hexdigest(),
         }
-        if self.alert_rate is not None:
+        if spec.alert_rate is not None:
             # Only when set: declarations from before alert rates keep their digest (no refit).
-            body["alert_rate"] = self.alert_rate
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+            body["alert_rate"] = spec.alert_rate
+        return declaration_digest(body)
+
+
+def declaration_digest(body: dict[str, Any]) -> str:
+    """The digest a stored version carries to be the declaration ``body`` (32 hex digits)."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def identity(meta: ModelVersion) -> str:
@@ -329,36 +344,10 @@ class Models:
 
     # writing -------------------------------------------------------------------------
 
-    async def fit(
-        self,
-        name: str,
-        *,
-        algorithm: str,
-        parameters: dict[str, Any],
-        contamination: float,
-        data: datasets.TrainingData,
-        alert_rate: float | None = None,
-    ) -> LoadedModel:
+    async def fit(self, name: str, spec: FitSpec, data: datasets.TrainingData) -> LoadedModel:
         """Fit and store a new version of ``name``; it serves at once in this process."""
         check_name(name)
-        draft = await self.draft(
-            name, algorithm, parameters, contamination, data, alert_rate=alert_rate
-        )
-        stamp = self.epoch
-        meta = await self.store.save(draft)
-        detector = await asyncio.get_running_loop().run_in_executor(
-            self._fit_pool,
-            functools.partial(
-                signing.load, self._key, draft[1], meta.signature, name=meta.name, meta=meta
-            ),
-        )
-        self.loaded.put((name, meta.version), detector)
-        heap.settle()
-        metrics.MODEL_LOADS.labels("fit").inc()
-        metrics.model_loaded(meta)
-        self.remember(meta, stamp)
-        await self.prune(name)
-        return LoadedModel(meta, detector)
+        return await self._serve(await self.draft(name, spec, data), settle=True)
 
     async def recalibrate(self, model: LoadedModel, scores: np.ndarray) -> LoadedModel:
         """A new version of ``model`` whose calibration sample also holds ``scores``.
@@ -399,22 +388,27 @@ class Models:
                 draft, signature=signing.seal(self._key, draft, artifact)
             ), artifact
 
-        loop = asyncio.get_running_loop()
-        draft = await loop.run_in_executor(self._fit_pool, work)
+        draft = await asyncio.get_running_loop().run_in_executor(self._fit_pool, work)
+        return await self._serve(draft, settle=False)
+
+    async def _serve(self, draft: Draft, *, settle: bool) -> LoadedModel:
+        """Store ``draft`` as the next version, load it here (verified) and serve it."""
         stamp = self.epoch
-        stored = await self.store.save(draft)
-        detector = await loop.run_in_executor(
+        meta = await self.store.save(draft)
+        detector = await asyncio.get_running_loop().run_in_executor(
             self._fit_pool,
             functools.partial(
-                signing.load, self._key, draft[1], stored.signature, name=stored.name, meta=stored
+                signing.load, self._key, draft[1], meta.signature, name=meta.name, meta=meta
             ),
         )
-        self.loaded.put((stored.name, stored.version), detector)
+        self.loaded.put((meta.name, meta.version), detector)
+        if settle:
+            heap.settle()
         metrics.MODEL_LOADS.labels("fit").inc()
-        metrics.model_loaded(stored)
-        self.remember(stored, stamp)
-        await self.prune(stored.name)
-        return LoadedModel(stored, detector)
+        metrics.model_loaded(meta)
+        self.remember(meta, stamp)
+        await self.prune(meta.name)
+        return LoadedModel(meta, detector)
 
     async def prune(self, name: str) -> None:
         """Delete old versions beyond ``keep_versions`` (never the newest: it is served)."""
@@ -424,25 +418,17 @@ class Models:
             except StoreUnavailableError as error:  # the next fit prunes them
                 log.warning("could not prune old versions of %s: %s", name, error)
 
-    async def draft(
-        self,
-        name: str,
-        algorithm: str,
-        parameters: dict[str, Any],
-        contamination: float,
-        data: datasets.TrainingData,
-        *,
-        alert_rate: float | None = None,
-    ) -> Draft:
+    async def draft(self, name: str, spec: FitSpec, data: datasets.TrainingData) -> Draft:
         """Fit in a child process (killed past ``fit_timeout``) and sign: a version ready to
         store."""
-        spec = catalog.lookup(algorithm)
+        algorithm = catalog.lookup(spec.algorithm)
+        parameters = spec.parameters
         result = await fitting.fit(
-            spec.name,
+            algorithm.name,
             np.asarray(data.values, dtype=np.float64),
             parameters=parameters,
-            contamination=contamination,
-            alert_rate=alert_rate,
+            contamination=spec.contamination,
+            alert_rate=spec.alert_rate,
             limit=self.fit_timeout,
             executor=self._fit_pool,
             idle_seconds=self.fit_server_idle,
@@ -453,7 +439,7 @@ class Models:
             meta = ModelVersion(
                 name=name,
                 version=0,
-                algorithm=spec.name,
+                algorithm=algorithm.name,
                 parameters=parameters,
                 contamination=result.contamination,
                 features=list(data.features),
@@ -518,14 +504,8 @@ class Models:
             nonlocal fitted_here
             fitted_here = True
             data = await loop.run_in_executor(self._fit_pool, declared.training_data)
-            meta, artifact = await self.draft(
-                declared.name,
-                declared.algorithm,
-                dict(declared.parameters),
-                declared.contamination,
-                data,
-                alert_rate=declared.alert_rate,
-            )
+            spec = dataclasses.replace(declared.spec, parameters=dict(declared.spec.parameters))
+            meta, artifact = await self.draft(declared.name, spec, data)
             return dataclasses.replace(meta, extra={**meta.extra, "declaration": digest}), artifact
 
         meta = await self.store.ensure(

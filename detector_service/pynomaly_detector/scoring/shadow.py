@@ -36,7 +36,8 @@ import numpy.typing as npt
 
 from pynomaly_detector import metrics
 from pynomaly_detector.caching.snapshots import SharedSnapshots
-from pynomaly_detector.registry.challenger import Challengers, LoadedChallenger
+from pynomaly_detector.registry.challenger import Challengers
+from pynomaly_detector.registry.models import LoadedModel
 from pynomaly_detector.registry.store import NothingToPromoteError, StoreUnavailableError
 from pynomaly_detector.registry.versions import ModelVersion
 from pynomaly_detector.scoring import agreement
@@ -52,7 +53,7 @@ Promoted = Callable[[ModelVersion], Awaitable[None]]
 class _State:
     """One model's shadow: its challenger, the buffer of offered rows, the pairs."""
 
-    challenger: LoadedChallenger | None
+    challenger: LoadedModel | None
     champion: ModelVersion
     buffer_rows: int
     values: FloatArray = field(init=False)

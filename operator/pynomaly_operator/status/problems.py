@@ -30,28 +30,14 @@ def problems(
     when it does not exist or none is configured)."""
     found: list[Problem] = []
     model = detector.spec.model
-    unknown = algorithms.unknown_parameters(model.algorithm, model.parameters)
-    if unknown:
-        known = ", ".join(sorted(algorithms.PARAMETERS[model.algorithm]))
-        found.append(
-            {
-                "reason": reasons.REASON_INVALID_PARAMETERS,
-                "message": f"spec.model.parameters: {model.algorithm} does not accept "
-                f"{', '.join(unknown)} (accepted: {known})",
-            }
-        )
+    found.extend(_parameters("spec.model.parameters", model.algorithm, model.parameters))
     challenger = model.challenger
     if challenger is not None:
-        unknown = algorithms.unknown_parameters(challenger.algorithm, challenger.parameters)
-        if unknown:
-            known = ", ".join(sorted(algorithms.PARAMETERS[challenger.algorithm]))
-            found.append(
-                {
-                    "reason": reasons.REASON_INVALID_PARAMETERS,
-                    "message": f"spec.model.challenger.parameters: {challenger.algorithm} "
-                    f"does not accept {', '.join(unknown)} (accepted: {known})",
-                }
+        found.extend(
+            _parameters(
+                "spec.model.challenger.parameters", challenger.algorithm, challenger.parameters
             )
+        )
     ref = model.training.config_map_ref
     if ref is not None:
         where = f"spec.model.training.configMapRef: ConfigMap {ref.name}"
@@ -73,3 +59,18 @@ def problems(
         for text in budget.budget_problems(detector)
     )
     return found
+
+
+def _parameters(field: str, algorithm: str, parameters: Mapping[str, Any]) -> list[Problem]:
+    """The problem of parameters ``algorithm`` does not accept, if any (at ``field``)."""
+    unknown = algorithms.unknown_parameters(algorithm, parameters)
+    if not unknown:
+        return []
+    known = ", ".join(sorted(algorithms.PARAMETERS[algorithm]))
+    return [
+        {
+            "reason": reasons.REASON_INVALID_PARAMETERS,
+            "message": f"{field}: {algorithm} does not accept {', '.join(unknown)} "
+            f"(accepted: {known})",
+        }
+    ]

@@ -88,6 +88,20 @@ async def _has_challenger(client: httpx.AsyncClient) -> bool:
     return body["challenger"] is not None and body["challenger"]["agreement"] is not None
 
 
+async def test_a_challenger_fitted_with_an_alert_rate_keeps_it(tmp_path: Path) -> None:
+    async with service(tmp_path) as client:
+        await client.put("/v1/models/m", json={"instances": training_rows(1000)})
+        fitted = await client.put(
+            "/v1/models/m/challenger",
+            json={"algorithm": "ECOD", "alert_rate": 0.02, "instances": training_rows(1000)},
+        )
+        assert fitted.status_code == 201, fitted.text
+        assert fitted.json()["alert_rate"] == 0.02
+        challenger = (await client.get("/v1/models/m")).json()["challenger"]
+        assert challenger["alert_rate"] == 0.02
+        assert challenger["calibration_size"] > 0
+
+
 async def test_bad_requests_are_refused_with_a_message(tmp_path: Path) -> None:
     async with service(tmp_path) as client:
         missing = await client.put("/v1/models/m/challenger", json={"instances": training_rows()})
@@ -261,11 +275,9 @@ async def test_the_challenger_keeps_to_its_cpu_budget(tmp_path: Path) -> None:
     try:
         rows = np.asarray(training_rows(3000))
         data = datasets.TrainingData(rows, ["a", "b", "c"], len(rows), sampled=False)
-        await plane.fit("m", algorithm="IForest", parameters={}, contamination=0.1, data=data)
+        await plane.fit("m", dataplane.FitSpec("IForest", contamination=0.1), data)
         # KNN scores new rows slowly (neighbour search): the budget has something to hold.
-        await plane.fit_challenger(
-            "m", algorithm="KNN", parameters={}, contamination=0.1, data=data
-        )
+        await plane.fit_challenger("m", dataplane.FitSpec("KNN", contamination=0.1), data)
         task = asyncio.create_task(plane.shadow.run())
         started = time.monotonic()
         offered = 0

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from pynomaly_detector.api.bodies import Bound, json_object, json_response
 from pynomaly_detector.api.deps import AppSettings, Plane
+from pynomaly_detector.api.errors import validation_problems
 from pynomaly_detector.detectors.errors import InvalidInputError
 
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -61,11 +62,7 @@ async def feedback(name: str, request: Request, plane: Plane, settings: AppSetti
     try:
         body = FeedbackBody.model_validate(raw)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
-            for item in error.errors()
-        )
-        raise InvalidInputError(f"invalid feedback: {problems}") from None
+        raise InvalidInputError(f"invalid feedback: {validation_problems(error)}") from None
     answer: dict[str, Any] = await plane.feedback(
         name,
         labels=[(item.id, item.label) for item in body.labels],

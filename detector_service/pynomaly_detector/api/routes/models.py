@@ -15,8 +15,8 @@ from starlette.responses import Response
 from pynomaly_detector import datasets
 from pynomaly_detector.api.bodies import Bound, json_object, json_response
 from pynomaly_detector.api.deps import AppSettings, Plane
-from pynomaly_detector.api.errors import BadRequestError
-from pynomaly_detector.dataplane import training_from_instances
+from pynomaly_detector.api.errors import BadRequestError, validation_problems
+from pynomaly_detector.dataplane import FitSpec, training_from_instances
 from pynomaly_detector.detectors.errors import InvalidInputError, InvalidParametersError
 
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -35,6 +35,15 @@ class FitOptions(BaseModel):
     """Share of normal traffic to flag: the threshold is the calibration quantile."""
     instances: Any = None
 
+    def spec(self) -> FitSpec:
+        """What to fit (contamination 0.1 when neither threshold rule is given)."""
+        return FitSpec(
+            algorithm=self.algorithm,
+            parameters=self.parameters,
+            contamination=0.1 if self.contamination is None else self.contamination,
+            alert_rate=self.alert_rate,
+        )
+
     @model_validator(mode="after")
     def _one_threshold_rule(self) -> FitOptions:
         if self.contamination is not None and self.alert_rate is not None:
@@ -50,11 +59,7 @@ def _options(body: dict[str, Any]) -> FitOptions:
     try:
         return FitOptions.model_validate(body)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
-            for item in error.errors()
-        )
-        raise InvalidParametersError(f"invalid fit request: {problems}") from None
+        raise InvalidParametersError(f"invalid fit request: {validation_problems(error)}") from None
 
 
 async def _multipart(
@@ -90,8 +95,8 @@ async def _multipart(
 
 async def fit_request(
     request: Request, settings: AppSettings
-) -> tuple[FitOptions, datasets.TrainingData]:
-    """The options and rows of a fit body: JSON ``instances`` or a multipart CSV ``file``."""
+) -> tuple[FitSpec, datasets.TrainingData]:
+    """What to fit and the rows of a fit body: JSON ``instances`` or a multipart CSV ``file``."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         options, data = await _multipart(request, settings)
@@ -105,21 +110,14 @@ async def fit_request(
             max_rows=settings.model_max_training_rows,
             max_features=settings.model_max_features,
         )
-    return options, data
+    return options.spec(), data
 
 
 @router.put("/models/{name}", status_code=201)
 async def fit(name: str, request: Request, plane: Plane, settings: AppSettings) -> Response:
     """Fit a new version from JSON ``instances`` or an uploaded CSV (multipart ``file``)."""
-    options, data = await fit_request(request, settings)
-    meta = await plane.fit(
-        name,
-        algorithm=options.algorithm,
-        parameters=options.parameters,
-        contamination=0.1 if options.contamination is None else options.contamination,
-        data=data,
-        alert_rate=options.alert_rate,
-    )
+    spec, data = await fit_request(request, settings)
+    meta = await plane.fit(name, spec, data)
     return json_response(meta.public(), status=201)
 
 

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from pynomaly_detector.api.bodies import Bound, json_response, loads_object, read_bounded
 from pynomaly_detector.api.deps import AppSettings, Plane
+from pynomaly_detector.api.errors import validation_problems
 from pynomaly_detector.api.routes.models import fit_request
 from pynomaly_detector.detectors.errors import InvalidParametersError
 
@@ -34,15 +35,8 @@ async def fit_challenger(
     name: str, request: Request, plane: Plane, settings: AppSettings
 ) -> Response:
     """Fit the challenger of ``name`` (replacing any) from the body of a fit."""
-    options, data = await fit_request(request, settings)
-    meta = await plane.fit_challenger(
-        name,
-        algorithm=options.algorithm,
-        parameters=options.parameters,
-        contamination=0.1 if options.contamination is None else options.contamination,
-        data=data,
-        alert_rate=options.alert_rate,
-    )
+    spec, data = await fit_request(request, settings)
+    meta = await plane.fit_challenger(name, spec, data)
     body = meta.public()
     body.pop("version")
     return json_response(body, status=201)
@@ -63,10 +57,8 @@ async def promote(name: str, request: Request, plane: Plane) -> Response:
     try:
         options = PromoteOptions.model_validate(fields)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
-            for item in error.errors()
-        )
-        raise InvalidParametersError(f"invalid promote request: {problems}") from None
+        raise InvalidParametersError(
+            f"invalid promote request: {validation_problems(error)}"
+        ) from None
     meta = await plane.promote(name, version=options.version)
     return json_response(meta.public())

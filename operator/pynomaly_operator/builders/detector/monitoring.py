@@ -44,26 +44,22 @@ def _endpoint() -> dict[str, Any]:
 
 def service_monitor(names: naming.Names) -> dict[str, Any]:
     """Scrapes the detector Service's ``metrics`` port (every ready endpoint)."""
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "ServiceMonitor",
-        "metadata": {"name": names.detector, "labels": names.labels(naming.COMPONENT_DETECTOR)},
-        "spec": {
-            "selector": {"matchLabels": names.selector(naming.COMPONENT_DETECTOR)},
-            "endpoints": [_endpoint()],
-        },
-    }
+    return _monitor(names, "ServiceMonitor", "endpoints")
 
 
 def pod_monitor(names: naming.Names) -> dict[str, Any]:
     """Scrapes the detector pods directly (also the ones not ready, e.g. model not loaded)."""
+    return _monitor(names, "PodMonitor", "podMetricsEndpoints")
+
+
+def _monitor(names: naming.Names, kind: str, endpoints: str) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
-        "kind": "PodMonitor",
+        "kind": kind,
         "metadata": {"name": names.detector, "labels": names.labels(naming.COMPONENT_DETECTOR)},
         "spec": {
             "selector": {"matchLabels": names.selector(naming.COMPONENT_DETECTOR)},
-            "podMetricsEndpoints": [_endpoint()],
+            endpoints: [_endpoint()],
         },
     }
 

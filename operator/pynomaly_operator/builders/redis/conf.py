@@ -27,6 +27,18 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+def _server(bind: str, port: int, data_dir: str) -> list[str]:
+    """The lines redis.conf and sentinel.conf share: where to listen and write, no daemon."""
+    return [
+        f"bind {bind}",
+        "protected-mode no",
+        f"port {port}",
+        f"dir {data_dir}",
+        "daemonize no",
+        'logfile ""',
+    ]
+
+
 def redis_conf(
     spec: RedisSpec,
     *,
@@ -38,12 +50,7 @@ def redis_conf(
     c = spec.config
     lines = [
         "# Rendered by pynomaly-operator from spec.redis; passwords are appended at start.",
-        f"bind {bind}",
-        "protected-mode no",
-        f"port {port}",
-        f"dir {data_dir}",
-        "daemonize no",
-        'logfile ""',
+        *_server(bind, port, data_dir),
         f"tcp-backlog {c.tcp_backlog}",
         f"tcp-keepalive {c.tcp_keepalive}",
         f"timeout {c.timeout}",
@@ -102,12 +109,7 @@ def sentinel_conf(
     name = s.master_name
     lines = [
         "# Rendered by pynomaly-operator from spec.redis.sentinel; auth is appended at start.",
-        f"bind {bind}",
-        "protected-mode no",
-        f"port {port}",
-        f"dir {data_dir}",
-        "daemonize no",
-        'logfile ""',
+        *_server(bind, port, data_dir),
         # Kubernetes pod IPs change on restart; stable DNS names do not.
         "sentinel resolve-hostnames yes",
         "sentinel announce-hostnames yes",
@@ -119,27 +121,9 @@ def sentinel_conf(
     return "\n".join(lines) + "\n"
 
 
-# Data node of the sentinel topology. Environment:
-#   CONF_SRC, CONF_DST        rendered redis.conf and its writable copy (emptyDir)
-#   REDIS_PASSWORD            from the generated Secret
-#   REDIS_PORT                 the port in redis.conf
-#   ANNOUNCE_HOST             this pod's stable DNS name (what replicas/sentinels see)
-#   INITIAL_MASTER_HOST/PORT  pod 0's stable DNS name: master of a brand-new topology
-#   SENTINELS                 "host:port host:port ...": asked for the current master first
-#   MASTER_NAME               the monitored master name
-REDIS_START_SCRIPT = r"""#!/bin/sh
-# Start a Redis data node. On every start, ask the sentinels who the master is now: after a
-# failover pod 0 must come back as a replica, not as a second master. With no sentinel
-# answer (first start), pod 0 is the master and every other pod replicates it.
-set -eu
-cat "$CONF_SRC" > "$CONF_DST"  # a fresh file: cp would keep the ConfigMap's read-only mode
-{
-  echo "requirepass $REDIS_PASSWORD"
-  echo "masterauth $REDIS_PASSWORD"
-  echo "replica-announce-ip $ANNOUNCE_HOST"
-} >> "$CONF_DST"
-
-master_host=""
+# Shell: ask the sentinels in $SENTINELS ("host:port ...") who the master of $MASTER_NAME is
+# now; sets master_host and master_port (both empty when no sentinel answers).
+_ASK_SENTINELS = r"""master_host=""
 master_port=""
 for s in ${SENTINELS:-}; do
   answer=$(REDISCLI_AUTH="$REDIS_PASSWORD" timeout 3 redis-cli -h "${s%:*}" -p "${s##*:}" \
@@ -153,7 +137,32 @@ for s in ${SENTINELS:-}; do
   master_port=$port
   break
 done
+"""
 
+# Data node of the sentinel topology. Environment:
+#   CONF_SRC, CONF_DST        rendered redis.conf and its writable copy (emptyDir)
+#   REDIS_PASSWORD            from the generated Secret
+#   REDIS_PORT                 the port in redis.conf
+#   ANNOUNCE_HOST             this pod's stable DNS name (what replicas/sentinels see)
+#   INITIAL_MASTER_HOST/PORT  pod 0's stable DNS name: master of a brand-new topology
+#   SENTINELS                 "host:port host:port ...": asked for the current master first
+#   MASTER_NAME               the monitored master name
+REDIS_START_SCRIPT = (
+    r"""#!/bin/sh
+# Start a Redis data node. On every start, ask the sentinels who the master is now: after a
+# failover pod 0 must come back as a replica, not as a second master. With no sentinel
+# answer (first start), pod 0 is the master and every other pod replicates it.
+set -eu
+cat "$CONF_SRC" > "$CONF_DST"  # a fresh file: cp would keep the ConfigMap's read-only mode
+{
+  echo "requirepass $REDIS_PASSWORD"
+  echo "masterauth $REDIS_PASSWORD"
+  echo "replica-announce-ip $ANNOUNCE_HOST"
+} >> "$CONF_DST"
+
+"""
+    + _ASK_SENTINELS
+    + r"""
 if [ -z "$master_host" ]; then
   master_host=$INITIAL_MASTER_HOST
   master_port=$INITIAL_MASTER_PORT
@@ -166,28 +175,18 @@ else
 fi
 exec redis-server "$CONF_DST"
 """
+)
 
 # Sentinel. Environment: CONF_SRC, CONF_DST, REDIS_PASSWORD, MASTER_NAME, ANNOUNCE_HOST,
 # SENTINELS (the other sentinels, asked for the current master so a restarted sentinel
 # does not monitor a demoted pod 0).
-SENTINEL_START_SCRIPT = r"""#!/bin/sh
+SENTINEL_START_SCRIPT = (
+    r"""#!/bin/sh
 # Start a sentinel from the rendered sentinel.conf (copied: sentinel rewrites its config).
 set -eu
-master_host=""
-master_port=""
-for s in ${SENTINELS:-}; do
-  answer=$(REDISCLI_AUTH="$REDIS_PASSWORD" timeout 3 redis-cli -h "${s%:*}" -p "${s##*:}" \
-    --raw sentinel get-master-addr-by-name "$MASTER_NAME" 2>/dev/null || true)
-  host=$(printf '%s\n' "$answer" | sed -n 1p)
-  port=$(printf '%s\n' "$answer" | sed -n 2p)
-  case "$port" in
-    ''|*[!0-9]*) continue ;;
-  esac
-  master_host=$host
-  master_port=$port
-  break
-done
-if [ -n "$master_host" ]; then
+"""
+    + _ASK_SENTINELS
+    + r"""if [ -n "$master_host" ]; then
   awk -v h="$master_host" -v p="$master_port" \
     '$1 == "sentinel" && $2 == "monitor" { $4 = h; $5 = p } { print }' \
     "$CONF_SRC" > "$CONF_DST"
@@ -202,6 +201,7 @@ fi
 } >> "$CONF_DST"
 exec redis-server "$CONF_DST" --sentinel
 """
+)
 
 # Cluster node. Environment: CONF_SRC, CONF_DST, REDIS_PASSWORD, ANNOUNCE_HOST, POD_IP
 # (optional: rewrites this node's own address in nodes.conf after a restart with a new IP).
