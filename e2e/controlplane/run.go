@@ -22,6 +22,7 @@ type options struct {
 	kwokConfig string
 	nodes      string
 	timeout    time.Duration
+	clients    clientTuning
 }
 
 func parseOptions(args []string) (options, error) {
@@ -37,6 +38,8 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.kwokConfig, "kwok-config", filepath.Join(binDir, "kwok-stages.yaml"), "KWOK stages configuration")
 	fs.StringVar(&o.nodes, "nodes", defaultNodes, "fake nodes as TYPE=COUNT,... (types from the built-in catalogue)")
 	fs.DurationVar(&o.timeout, "ready-timeout", 120*time.Second, "give up when not ready within this time")
+	fs.Float64Var(&o.clients.qps, "controller-qps", defaultControllerQPS, "client QPS of kube-controller-manager (each controller) and kube-scheduler; burst is twice this")
+	fs.DurationVar(&o.clients.hpaSyncPeriod, "hpa-sync-period", 5*time.Second, "HPA controller sync period (upstream default 15s)")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -103,11 +106,11 @@ func run(args []string) error {
 	}
 	logf("kube-apiserver ready on %s (%s)", st.apiserverURL(), since(start))
 
-	startControllerManager(st, failed)
+	startControllerManager(st, o.clients, failed)
 
 	children := &clusterkit.Children{Failed: failed, Logf: logf}
 	defer children.Stop(childGrace)
-	if err := children.Start("scheduler", st.logFile("scheduler"), schedulerCommand(st)); err != nil {
+	if err := children.Start("scheduler", st.logFile("scheduler"), schedulerCommand(st, o.clients)); err != nil {
 		return err
 	}
 	if err := children.Start("kwok", st.logFile("kwok"), kwokCommand(st, o.kwokBinary, o.kwokConfig)); err != nil {

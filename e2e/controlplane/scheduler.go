@@ -10,17 +10,18 @@ import (
 
 // schedulerCommand re-executes this binary as `controlplane scheduler`.
 // The serving port exists only so readiness can be probed on /healthz.
-func schedulerCommand(st *state) *exec.Cmd {
+func schedulerCommand(st *state, clients clientTuning) *exec.Cmd {
 	self, _ := os.Executable()
-	return exec.Command(self, "scheduler",
-		"--kubeconfig="+st.kubeconfigPath(),
-		"--authentication-kubeconfig="+st.kubeconfigPath(),
-		"--authorization-kubeconfig="+st.kubeconfigPath(),
+	args := append([]string{"scheduler",
+		"--kubeconfig=" + st.kubeconfigPath(),
+		"--authentication-kubeconfig=" + st.kubeconfigPath(),
+		"--authorization-kubeconfig=" + st.kubeconfigPath(),
 		"--leader-elect=false",
 		"--bind-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(st.ports.Scheduler),
+		"--secure-port=" + strconv.Itoa(st.ports.Scheduler),
 		"--v=0",
-	)
+	}, clients.qpsArgs()...)
+	return exec.Command(self, args...)
 }
 
 // runScheduler is the `scheduler` subcommand: the stock kube-scheduler.

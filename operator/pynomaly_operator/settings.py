@@ -30,6 +30,12 @@ class OperatorSettings(pydantic_settings.BaseSettings):
     """Seconds between resyncs of every known resource: a missed watch event is corrected
     and a generated Secret deleted by hand is re-created within this interval."""
 
+    max_concurrent_reconciles: int = pydantic.Field(default=20, ge=0)
+    """Reconciles running at once (0: no limit); more wait their turn in arrival order. Each
+    sends one request at a time and lightkube's connection pool keeps 20 connections alive,
+    so more at once only queue for a connection (up to its 10 s pool timeout) and finish
+    together late instead of first come, first served."""
+
     leader_election: bool = False
     """Run as one of several replicas: only the holder of a ``coordination.k8s.io`` Lease
     reconciles (``reconciling/leading.py``). Off for a single local process; the install

@@ -20,7 +20,9 @@ Event and leaves the existing workload untouched: nothing is applied until it is
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -92,8 +94,12 @@ class Reconciler:
         body_of: BodyLookup,
         children_of: ChildrenLookup,
         served_model: ServedLookup | None = None,
+        concurrency: int = 0,
     ) -> None:
         self.applier = applier
+        # At most this many reconciles run at once (0: no limit); the others wait their turn
+        # in arrival order (OperatorSettings.max_concurrent_reconciles).
+        self._slots = asyncio.Semaphore(concurrency) if concurrency > 0 else None
         # How to ask a detector what it serves (None: not asked, e.g. outside a cluster).
         self.served_model = served_model
         self.body_of = body_of
@@ -116,16 +122,22 @@ class Reconciler:
         self._running.add(key)
         try:
             while True:
-                self._dirty.discard(key)
-                body = self.body_of(key)
-                if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
-                    self._memory.pop(key, None)  # deleted: children go by garbage collection
-                    return
-                await self._guarded(key, body)
+                async with self._slot():
+                    # Read after waiting for a slot: triggers that arrived meanwhile are
+                    # part of this run, and the body is the newest the index has.
+                    self._dirty.discard(key)
+                    body = self.body_of(key)
+                    if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+                        self._memory.pop(key, None)  # deleted: children go by GC
+                        return
+                    await self._guarded(key, body)
                 if key not in self._dirty:
                     return
         finally:
             self._running.discard(key)
+
+    def _slot(self) -> contextlib.AbstractAsyncContextManager[object]:
+        return self._slots if self._slots is not None else contextlib.nullcontext()
 
     async def _guarded(self, key: observing.Key, body: Mapping[str, Any]) -> None:
         try:
@@ -135,8 +147,10 @@ class Reconciler:
         except ApiError as exc:
             logger.warning("reconcile %s/%s: API error %s", *key, exc)
         except (TimeoutError, OSError, httpx2.HTTPError) as exc:
-            # The API server is away: the next trigger or the resync retries.
-            logger.warning("reconcile %s/%s: %s", *key, exc)
+            # The API server is away or slow: the next trigger or the resync retries. The
+            # type is logged too: timeouts (httpx's PoolTimeout, ReadTimeout) have no message.
+            text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            logger.warning("reconcile %s/%s: %s", *key, text)
 
     # --- the reconcile ------------------------------------------------------------------
     async def reconcile(self, key: observing.Key, body: Mapping[str, Any]) -> None:
