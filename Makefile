@@ -38,8 +38,9 @@ fmt: install ## apply ruff formatting and autofixes
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: types
-types: install ## mypy --strict over both packages
+types: install ## mypy --strict over both packages and the real-node tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tests/realnode
 
 .PHONY: test
 test: setup ## run the whole test suite (starts real Redis, Postgres, PgBouncer and the control plane)
