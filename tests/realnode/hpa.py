@@ -326,7 +326,8 @@ def up_and_down(
     down_timeout: float,
 ) -> Run:
     """Fit ``model``; wait until the HPA is at rest; load the Service until the Deployment is
-    at ``maxReplicas``; stop the load; wait until it is back at ``minReplicas``.
+    at ``maxReplicas`` (or ``up_timeout``); stop the load; wait until it is back at
+    ``minReplicas``.
 
     Never raises for what the HPA did: a run that timed out is a result too, so the caller
     reports the timeline first and then fails on ``Run.error``.
@@ -353,6 +354,8 @@ def up_and_down(
                 what=f"the HPA to reach {hi} replicas under load",
                 interval=1,
             )
+        except AssertionError as exc:  # short of maxReplicas: still watch the way back down
+            run.error = str(exc)
         finally:
             run.load = load.stop()
             run.load_stopped = timeline.note("load stopped")
@@ -363,7 +366,7 @@ def up_and_down(
             interval=1,
         )
     except (AssertionError, KubectlError, subprocess.TimeoutExpired) as exc:
-        run.error = str(exc)
+        run.error = "; ".join(e for e in (run.error, str(exc)) if e)
     return run
 
 

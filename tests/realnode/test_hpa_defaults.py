@@ -7,8 +7,9 @@ marker and target: ``make test-hpa-defaults`` (``PYNOMALY_REAL_NODE=1
 PYNOMALY_HPA_DEFAULTS=1 pytest -m hpa_defaults tests/realnode``); ``make test-realnode``
 deselects it and says why. It has its own AnomalyDetector (module fixture) on the same
 cluster with a real node as the other real-node tests. The CR sets only the bounds (1-4
-replicas: three steps each way) and the CPU target (30 %, as in the shortened test: a pod
-gets little CPU on this shared machine); ``behavior`` is left to the CRD's defaults.
+replicas: three steps each way) and the CPU target (20 %: on this shared machine at a load
+average of ~25 two loaded detector pods read 27-35 % of their 250m requests, short of the
+shortened test's 30 %); ``behavior`` is left to the CRD's defaults.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .stack import NAME, Stack, running_stack
 pytestmark = [pytest.mark.realnode, pytest.mark.slow, pytest.mark.hpa_defaults]
 
 MODEL = "payments"
-AUTOSCALING = {"minReplicas": 1, "maxReplicas": 4, "targetCpuUtilization": 30}
+AUTOSCALING = {"minReplicas": 1, "maxReplicas": 4, "targetCpuUtilization": 20}
 GUIDE_BEHAVIOR = {
     "scaleUp": {
         "stabilizationWindowSeconds": 60,
@@ -80,7 +81,7 @@ def test_hpa_follows_the_guides_default_behavior_up_and_back_down(stack: Stack) 
 (`tests/realnode/test_hpa_defaults.py::test_hpa_follows_the_guides_default_behavior_up_and_back_down`):
 the minimal sample with the real-node overlay (`scripts/realnode_overlay.py`: detector requests
 250m CPU and 2Gi memory, 2 workers), the CR setting only `minReplicas: 1`, `maxReplicas: 4` and
-`targetCpuUtilization: 30` (a pod gets little CPU on this shared machine); the behavior is the
+`targetCpuUtilization: 20` (a pod gets little CPU on this shared machine); the behavior is the
 CRD's default, the performance guide's. Load from the host to the Service's ClusterIP
 (6 threads, 64 fresh rows per request) until the Deployment is at 4 replicas, then none.""",
         hpa_spec=spec,
@@ -93,12 +94,12 @@ CRD's default, the performance guide's. Load from the host to the Service's Clus
     found, _ = run.violations()
     assert not found, found
     downs = [
-        (b.t, b.desired)
+        (a.desired, b.desired)
         for a, b in itertools.pairwise(run.timeline.samples)
-        if 0 < b.desired < a.desired
+        if b.t > run.load_started and 0 < b.desired < a.desired
     ]
     # One pod per step down (int(n * 0.9) for n <= 4), each step its own 60 s period.
-    assert [n for _, n in downs] == [3, 2, 1], run.steps()
+    assert downs == [(4, 3), (3, 2), (2, 1)], run.steps()
     assert run.load is not None
     assert run.load.ok > 0, run.load.summary()
     assert not run.load.failed, run.load.summary()
