@@ -333,7 +333,15 @@ def up_and_down(
     reports the timeline first and then fails on ``Run.error``.
     """
     policy = Policy.from_hpa(stack.get("hpa", stack.name)["spec"])
-    fit(stack, model)  # the load scores this model; the fit's CPU is over before the rest
+    # The load scores this model; its fit's CPU is over before the rest. The first fit in a
+    # fresh pod also starts the worker's fit fork server, which on a loaded machine can exceed
+    # the service's 30 s request deadline (504): a client retries, so does this.
+    wait_until(
+        lambda: _fitted(stack, model),
+        timeout=240,
+        what=f"a fit of {model} through the Service",
+        interval=5,
+    )
     timeline = Timeline(stack, stack.name)
     run = Run(policy=policy, timeline=timeline)
     lo, hi = policy.min_replicas, policy.max_replicas
@@ -368,6 +376,15 @@ def up_and_down(
     except (AssertionError, KubectlError, subprocess.TimeoutExpired) as exc:
         run.error = "; ".join(e for e in (run.error, str(exc)) if e)
     return run
+
+
+def _fitted(stack: Stack, model: str) -> bool:
+    try:
+        fit(stack, model, timeout=60)
+    except (AssertionError, OSError) as exc:
+        print(f"fit {model}: {exc}; retrying")
+        return False
+    return True
 
 
 def _pct(value: int | None) -> str:
