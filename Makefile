@@ -38,8 +38,9 @@ fmt: install ## apply ruff formatting and autofixes
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: types
-types: install ## mypy --strict over both packages
+types: install ## mypy --strict over both packages and the real-node tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tests/realnode
 
 .PHONY: test
 test: setup ## run the whole test suite (starts real Redis, Postgres, PgBouncer and the control plane)
@@ -220,3 +221,9 @@ node: controlplane ## build the real node: kubelet+kube-proxy (.cluster/bin/node
 .PHONY: test-realnode
 test-realnode: install node-deps node images ## real pods on a real node: the minimal sample on the project's images, HPA, faults, clean stop (root)
 	PYNOMALY_REAL_NODE=1 $(VENV)/bin/pytest -m realnode tests/realnode $(PYTEST_ARGS)
+
+HPA_DEFAULTS_RECORD ?= bench/results/hpa-$(shell date -u +%Y-%m-%d)-defaults.md
+.PHONY: test-hpa-defaults
+test-hpa-defaults: install node-deps node images ## the real-node HPA with the guide's default windows, ~15 min; timeline to bench/results/hpa-<date>-defaults.md (root)
+	PYNOMALY_REAL_NODE=1 PYNOMALY_HPA_DEFAULTS=1 PYNOMALY_HPA_DEFAULTS_RECORD=$(HPA_DEFAULTS_RECORD) \
+		$(VENV)/bin/pytest -m hpa_defaults tests/realnode -s $(PYTEST_ARGS)

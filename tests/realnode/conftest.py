@@ -6,7 +6,9 @@ control plane's Kubernetes version, CoreDNS and metrics-server. These tests need
 Debian packages of ``scripts/node-deps.sh``, take minutes, and so run only under their marker
 and target: ``make test-realnode`` (``PYNOMALY_REAL_NODE=1 pytest -m realnode tests/realnode``).
 Without ``PYNOMALY_REAL_NODE=1`` they are deselected, never skipped, so ``make check`` does not
-slow down and reports them as deselected.
+slow down and reports them as deselected. The HPA test with the guide's default windows
+(marker ``hpa_defaults``, ~15 min) is deselected too unless ``PYNOMALY_HPA_DEFAULTS=1``
+(``make test-hpa-defaults``); the summary line says so.
 
 ``real_cluster`` (session) reuses a running ``make cluster REAL_NODE=1`` when its node is Ready;
 otherwise it starts a private cluster with a real node in a temporary directory and stops it at
@@ -22,7 +24,7 @@ import re
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,21 +35,36 @@ from .hoststate import HostState, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = "PYNOMALY_REAL_NODE"
+HPA_DEFAULTS_ENV = "PYNOMALY_HPA_DEFAULTS"
 NODE = "real-c5-2xlarge-0"
 NODE_SELECTOR = {"pynomaly.dev/real-node": "true"}
 TESTBOX = "pynomaly.local/testbox:1"
 
 _summary = pytest.StashKey[str]()
+_deselected_hpa = pytest.StashKey[int]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect ``realnode`` tests unless ``PYNOMALY_REAL_NODE=1`` (make test-realnode)."""
-    if os.environ.get(ENV) == "1":
-        return
-    selected = [i for i in items if i.get_closest_marker("realnode") is None]
-    if len(selected) != len(items):
-        config.hook.pytest_deselected(items=[i for i in items if i not in selected])
-        items[:] = selected
+    """Deselect ``realnode`` tests unless ``PYNOMALY_REAL_NODE=1`` (make test-realnode), and
+    ``hpa_defaults`` ones unless also ``PYNOMALY_HPA_DEFAULTS=1`` (make test-hpa-defaults)."""
+    if os.environ.get(ENV) != "1":
+        _deselect(config, items, lambda i: i.get_closest_marker("realnode") is not None)
+    elif os.environ.get(HPA_DEFAULTS_ENV) != "1":
+        dropped = _deselect(
+            config, items, lambda i: i.get_closest_marker("hpa_defaults") is not None
+        )
+        if dropped:
+            config.stash[_deselected_hpa] = dropped
+
+
+def _deselect(
+    config: pytest.Config, items: list[pytest.Item], drop: Callable[[pytest.Item], bool]
+) -> int:
+    dropped = [i for i in items if drop(i)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [i for i in items if not drop(i)]
+    return len(dropped)
 
 
 @dataclasses.dataclass
@@ -211,6 +228,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     message = terminalreporter.config.stash.get(_summary, None)
     if message is not None:
         terminalreporter.write_line(f"real node: {message}")
+    hpa_defaults = terminalreporter.config.stash.get(_deselected_hpa, 0)
+    if hpa_defaults:
+        terminalreporter.write_line(
+            f"real node: {hpa_defaults} hpa_defaults test(s) deselected: the HPA with the "
+            "guide's default windows takes ~15 min (300 s scale-down stabilisation, then one "
+            f"pod per 60 s); run it with `make test-hpa-defaults` ({HPA_DEFAULTS_ENV}=1)"
+        )
 
 
 __all__ = ["NODE", "NODE_SELECTOR", "TESTBOX", "Path", "ProjectImages", "RealCluster"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -23,12 +24,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tests.support.controlplane import ControlPlane, wait_until
+from tests.support.operator_process import OperatorProcess
 
 from .conftest import ROOT, ProjectImages
 
@@ -47,9 +51,10 @@ def _load_overlay_script() -> Any:
     return module
 
 
-def overlay(images: ProjectImages) -> dict[str, Any]:
+def overlay(images: ProjectImages, autoscaling: dict[str, Any] | None = None) -> dict[str, Any]:
     """The minimal sample with the real-node overlay (``scripts/realnode_overlay.py``, which
-    ``make demo`` applies too): the project's images and requests for 2 cores."""
+    ``make demo`` applies too): the project's images and requests for 2 cores; a test's own
+    ``spec.autoscaling`` fields merged over the overlay's."""
     body: dict[str, Any] = yaml.safe_load(SAMPLE.read_text())
     env = {
         "DETECTOR_IMAGE": images.detector,
@@ -58,6 +63,9 @@ def overlay(images: ProjectImages) -> dict[str, Any]:
         "PGBOUNCER_IMAGE": images.pgbouncer,
     }
     result: dict[str, Any] = _load_overlay_script().overlay(body, env)
+    if autoscaling:
+        spec = result["spec"]
+        spec["autoscaling"] = {**spec.get("autoscaling", {}), **autoscaling}
     return result
 
 
@@ -109,6 +117,68 @@ class Stack:
     def detector_status(self) -> dict[str, Any]:
         status: dict[str, Any] = self.get("anomalydetector", self.name).get("status", {})
         return status
+
+
+NAME = "payments"
+READY_TIMEOUT = 900  # image unpack + detector start on a loaded 2-core machine
+
+
+@contextlib.contextmanager
+def running_stack(
+    cp: ControlPlane,
+    images: ProjectImages,
+    workdir: Path,
+    *,
+    autoscaling: dict[str, Any] | None = None,
+) -> Iterator[Stack]:
+    """The minimal sample (overlay) Ready in a fresh ``restricted`` namespace, with the
+    operator running on the host; the CR, the operator and the namespace go afterwards."""
+    ns = f"realnode-stack-{uuid.uuid4().hex[:6]}"
+    cp.kubectl("create", "namespace", ns)
+    cp.kubectl(
+        "label", "namespace", ns,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+        "pod-security.kubernetes.io/warn=restricted",
+    )  # fmt: skip
+    cp.kubectl("apply", "--server-side", "-f", str(CRD))
+    cp.wait_established("anomalydetectors.pynomaly.io")
+    operator = OperatorProcess(cp.kubeconfig, ns, workdir / "operator.log")
+    operator.start()
+    st = Stack(cp=cp, ns=ns, name=NAME)
+    try:
+        cp.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(overlay(images, autoscaling)))
+        t = time.monotonic()
+        try:
+            wait_until(
+                lambda: st.detector_status().get("phase") == "Ready",
+                timeout=READY_TIMEOUT,
+                what=f"AnomalyDetector {NAME} Ready",
+                interval=2,
+            )
+        except AssertionError:
+            print(_diagnose(st, operator))
+            raise
+        print(f"\nminimal sample Ready on the real node in {time.monotonic() - t:.0f}s")
+        yield st
+    finally:
+        if st.kubectl("get", "anomalydetector", NAME, "--ignore-not-found", check=False).strip():
+            st.kubectl(
+                "delete", "anomalydetector", NAME, "--wait=true", "--timeout=90s", check=False
+            )
+        operator.stop()
+        cp.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def _diagnose(st: Stack, operator: OperatorProcess) -> str:
+    pods = st.kubectl("get", "pods", "-o", "wide", check=False)
+    events = st.kubectl("get", "events", "--sort-by=.lastTimestamp", check=False)
+    status = yaml.safe_dump(st.detector_status())
+    return (
+        f"--- pods\n{pods}\n--- events (last 40)\n"
+        + "\n".join(events.splitlines()[-40:])
+        + f"\n--- status\n{status}\n--- operator\n{operator.tail(30)}"
+    )
 
 
 def request(
@@ -265,4 +335,16 @@ def wait_gone(stack: Stack, what: str, selector: str, timeout: float) -> float:
     return time.monotonic() - t
 
 
-__all__ = ["CRD", "Load", "Stack", "detect", "fit", "overlay", "request", "request_ok"]
+__all__ = [
+    "CRD",
+    "NAME",
+    "Load",
+    "LoadResult",
+    "Stack",
+    "detect",
+    "fit",
+    "overlay",
+    "request",
+    "request_ok",
+    "running_stack",
+]

@@ -225,15 +225,12 @@ def test_metrics_server_reports_pod_cpu(
     )
     usage = metrics["containers"][0]["usage"]
     assert set(usage) >= {"cpu", "memory"}
-    top = wait_until(
-        lambda: (
-            (d := cp.kubectl("top", "pod", "web", "-n", ns, "--no-headers", check=False)).returncode
-            == 0
-            and d.stdout
-        ),
-        timeout=30,
-        what="kubectl top pod",
-    )
+
+    def top_pod() -> str | None:
+        done = cp.kubectl("top", "pod", "web", "-n", ns, "--no-headers", check=False)
+        return done.stdout if done.returncode == 0 and done.stdout else None
+
+    top = wait_until(top_pod, timeout=30, what="kubectl top pod")
     assert top.split()[0] == "web"
     assert top.split()[1].endswith("m")
     node_top = cp.kubectl("top", "node", NODE, "--no-headers").stdout.split()
