@@ -45,6 +45,13 @@ def fork_servers() -> list[psutil.Process]:
     return found
 
 
+def _multiprocessing(process: psutil.Process) -> bool:
+    try:
+        return "multiprocessing" in " ".join(process.cmdline())
+    except psutil.NoSuchProcess:  # exited while listed
+        return False
+
+
 def fit_processes() -> list[psutil.Process]:
     """Processes forked by this process's fork server (running fits)."""
     return [fit for server in fork_servers() for fit in server.children()]
@@ -148,8 +155,10 @@ async def test_an_idle_fork_server_is_stopped_and_the_next_fit_starts_one(
         await asyncio.sleep(0.05)
     assert time.monotonic() - fitted_at >= idle - 0.1, "stopped before the idle period ended"
     assert fork_servers() == []
-    children = psutil.Process().children(recursive=True)
-    assert sum(child.memory_info().rss for child in children) < 60 * MiB  # resource tracker
+    # What multiprocessing still runs for us (the resource tracker) is small. Other children
+    # of this test process (a session's Postgres and PgBouncer) are not ours to count.
+    left = [child for child in psutil.Process().children(recursive=True) if _multiprocessing(child)]
+    assert sum(child.memory_info().rss for child in left) < 60 * MiB
 
     result = await fitting.fit(
         "IForest",
