@@ -99,7 +99,7 @@ test-drift: install ## drift monitoring and challenger tests (marker drift: real
 	$(VENV)/bin/pytest -m drift tests $(PYTEST_ARGS)
 
 .PHONY: bench-operator
-bench-operator: install ## operator benchmark on the local control plane (1 and 200 detectors; bench/operator/)
+bench-operator: install controlplane ## operator benchmark on the local control plane (1 and 200 detectors; bench/operator/)
 	$(PY) bench/operator/run.py
 
 # ---- detector benchmark ---------------------------------------------------------------------------
