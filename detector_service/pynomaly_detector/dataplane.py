@@ -482,11 +482,13 @@ class DataPlane:
         scores = await self.scorer.score(meta.name, identity(meta), model.detector, values)
         counter = self._rows_scored.get(meta.name)
         if counter is None:
-            counter = self._rows_scored[meta.name] = metrics.ROWS_SCORED.labels(meta.name)
+            counter = self._rows_scored[meta.name] = metrics.tally(
+                metrics.ROWS_SCORED.labels(meta.name)
+            )
         counter.inc(len(values))
         flagged_count = int(np.count_nonzero(scores > meta.threshold))
         if flagged_count:
-            metrics.ANOMALIES.labels(meta.name).inc(flagged_count)
+            metrics.tally(metrics.ANOMALIES.labels(meta.name)).inc(flagged_count)
         if self.monitor is not None:
             self.monitor.observe(meta, model.detector, scores, values, flagged_count)
         if self.shadow is not None:

@@ -4,10 +4,21 @@
 worker writes its samples to memory-mapped files and ``/metrics`` aggregates all workers
 (gauges of dead workers are dropped at scrape time). In one process (tests, ``workers=1``
 without the variable) the default registry is used.
+
+The per-request series (request count and duration, in-flight requests, L1 cache hits,
+rows scored, batch sizes) are *tallied*: counted in plain per-worker numbers on the event
+loop and folded into the prometheus_client values (locked writes into memory-mapped files
+with several workers) at most ``FLUSH_SECONDS`` after the first write, when this worker
+serves ``/metrics``, and at shutdown. ``flush()`` folds them now (tests call it before
+reading a value directly). A scrape may therefore lag a worker's own counting by up to
+``FLUSH_SECONDS``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import bisect
 import contextlib
 import os
 import re
@@ -28,6 +39,9 @@ from prometheus_client import (
 )
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+FLUSH_SECONDS = 0.25
+"""Most time a tallied count waits before prometheus_client sees it (``flush``)."""
 
 REQUESTS = Counter(
     "pynomaly_requests_total",
@@ -199,6 +213,136 @@ CHALLENGER_ROWS = Gauge(
     multiprocess_mode="livemax",
 )
 
+
+class Tally:
+    """A counter or gauge child counted in a plain number; ``flush`` adds it to the child.
+
+    Event-loop thread only, like ``flush`` (no lock): ``inc`` is a float addition, not a
+    locked shared-memory write.
+    """
+
+    __slots__ = ("child", "pending")
+
+    def __init__(self, child: Counter | Gauge) -> None:
+        self.child = child
+        self.pending = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        """Count ``amount`` (negative only for gauges, as ``Gauge.dec``)."""
+        self.pending += amount
+        if not _flushing.scheduled:
+            _flushing.schedule()
+
+    def dec(self, amount: float = 1.0) -> None:
+        """``inc(-amount)``: gauges only."""
+        self.inc(-amount)
+
+    def fold(self) -> None:
+        """Hand the pending amount to prometheus_client."""
+        amount, self.pending = self.pending, 0.0
+        if amount:
+            self.child.inc(amount)
+
+
+class TallyHistogram:
+    """A histogram child counted in plain per-bucket integers and a sum; ``flush`` folds them.
+
+    Folding writes exactly what ``Histogram.observe`` of each value would have written (the
+    sum, and one count in the first bucket whose bound is >= the value), through the
+    child's ``_sum``/``_buckets`` values: prometheus_client has no public bulk update.
+    """
+
+    __slots__ = ("bounds", "child", "counts", "total")
+
+    def __init__(self, child: Histogram) -> None:
+        self.child = child
+        self.bounds = list(child._upper_bounds)
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def observe(self, amount: float) -> None:
+        """Record one observation."""
+        self.counts[bisect.bisect_left(self.bounds, amount)] += 1
+        self.total += amount
+        if not _flushing.scheduled:
+            _flushing.schedule()
+
+    def fold(self) -> None:
+        """Hand the pending observations to prometheus_client."""
+        counts = self.counts
+        if not any(counts):
+            return
+        self.counts = [0] * len(counts)
+        total, self.total = self.total, 0.0
+        self.child._sum.inc(total)
+        for index, count in enumerate(counts):
+            if count:
+                self.child._buckets[index].inc(count)
+
+
+class _Flushing:
+    """Whether a fold is scheduled on the running loop (one timer for every tally)."""
+
+    def __init__(self) -> None:
+        self.scheduled = False
+        self.tallies: dict[int, Tally | TallyHistogram] = {}
+
+    def schedule(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a script, a sync test): count at once
+            flush()
+            return
+        self.scheduled = True
+        loop.call_later(FLUSH_SECONDS, flush)
+
+
+_flushing = _Flushing()
+
+
+def tally(child: Counter | Gauge) -> Tally:
+    """The one ``Tally`` of a counter or gauge child (labelled, or a metric without labels)."""
+    found = _flushing.tallies.get(id(child))
+    if found is None:
+        found = _flushing.tallies[id(child)] = Tally(child)
+    assert isinstance(found, Tally)
+    return found
+
+
+def tally_histogram(child: Histogram) -> TallyHistogram:
+    """The one ``TallyHistogram`` of a histogram child."""
+    found = _flushing.tallies.get(id(child))
+    if found is None:
+        found = _flushing.tallies[id(child)] = TallyHistogram(child)
+    assert isinstance(found, TallyHistogram)
+    return found
+
+
+def flush() -> None:
+    """Fold every tally into prometheus_client now (scrape, shutdown, tests, the timer).
+
+    Call it from the thread that counts (the event loop's): tallies have no lock.
+
+    Also resets the timer flag, so a loop that closed with the timer pending (a test's loop)
+    does not keep later counts from being scheduled.
+    """
+    _flushing.scheduled = False
+    for counted in list(_flushing.tallies.values()):
+        counted.fold()
+
+
+def _flush_at_exit() -> None:
+    with contextlib.suppress(Exception):  # the multiprocess directory may be gone by then
+        flush()
+
+
+atexit.register(_flush_at_exit)
+
+
+ACTIVE = tally(ACTIVE_CONNECTIONS)
+BATCHED_ROWS = tally_histogram(BATCH_SIZE)
+BATCHED_REQUESTS = tally_histogram(BATCH_REQUESTS)
+
 _samplers: list[weakref.WeakMethod[Callable[[], None]]] = []
 
 
@@ -245,7 +389,11 @@ def registry() -> CollectorRegistry:
 
 
 def exposition() -> bytes:
-    """The text exposition of every metric (after refreshing this worker's memory gauge)."""
+    """The text exposition of every metric (after refreshing this worker's memory gauge).
+
+    Thread-safe, tallies excepted: a worker serving ``/metrics`` calls ``flush()`` on its
+    event loop first (the tallies are not locked), then this in a thread.
+    """
     sample_memory()
     return generate_latest(registry())
 

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from pynomaly_detector import cli
-from tests.detector.conftest import SIGNING_KEY, metric_value, training_rows
+from tests.detector.conftest import SIGNING_KEY, metric_value, training_rows, wait_until
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
@@ -93,6 +93,11 @@ async def test_two_workers_metrics_and_graceful_sigterm(
         assert len(pids) == 2, pids  # both workers served requests and wrote samples
 
         labels = {"endpoint": "/v1/models/{name}/detect", "status": "200"}
+
+        async def folded() -> bool:  # workers fold their counts within metrics.FLUSH_SECONDS
+            return sum(_detect_count(path) for path in multiproc.glob("counter_*.db")) == 60
+
+        await wait_until(folded, within=10.0)
         per_worker = [_detect_count(path) for path in multiproc.glob("counter_*.db")]
         assert sum(per_worker) == 60
         assert sum(1 for count in per_worker if count > 0) == 2, per_worker  # both served

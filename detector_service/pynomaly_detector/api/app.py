@@ -122,6 +122,7 @@ def create_app(
                 "development mode: PYNOMALY_API_TOKEN_FILE is not set, so anyone who reaches "
                 "this port may fit, delete and read the anomaly log of any model"
             )
+        metrics.flush()  # counts of an earlier loop in this process (tests) are not left behind
         await plane.start()
         status = probes.WorkerStatus()
         tasks = [
@@ -159,6 +160,7 @@ def create_app(
             await asyncio.gather(*tasks, return_exceptions=True)
             status.remove()
             await plane.close()
+            metrics.flush()  # the last quarter-second of counting, before the worker exits
             if redis is not None:
                 with contextlib.suppress(Exception):
                     await redis.aclose()

@@ -134,7 +134,7 @@ class Metrics:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        """Labelled children by (method, endpoint, status): ``labels()`` locks and validates."""
+        """Tallied children by (method, endpoint, status): ``labels()`` locks and validates."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in UNMONITORED:
@@ -149,19 +149,19 @@ class Metrics:
                 status = message["status"]
             await send(message)
 
-        metrics.ACTIVE_CONNECTIONS.inc()
+        metrics.ACTIVE.inc()
         try:
             await self.app(scope, receive, capture)
         finally:
-            metrics.ACTIVE_CONNECTIONS.dec()
+            metrics.ACTIVE.dec()
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "unmatched"
             key = (scope["method"], endpoint, status)
             series = self._series.get(key)
             if series is None:
                 series = (
-                    metrics.REQUESTS.labels(key[0], endpoint, str(status)),
-                    metrics.REQUEST_DURATION.labels(key[0], endpoint),
+                    metrics.tally(metrics.REQUESTS.labels(key[0], endpoint, str(status))),
+                    metrics.tally_histogram(metrics.REQUEST_DURATION.labels(key[0], endpoint)),
                 )
                 if len(self._series) < 10_000:
                     self._series[key] = series

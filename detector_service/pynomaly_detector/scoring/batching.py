@@ -108,8 +108,8 @@ class MicroBatcher:
             else:
                 rows = np.concatenate([item.rows for item in live])
                 row_ids = [row_id for item in live for row_id in item.row_ids]
-            metrics.BATCH_SIZE.observe(len(rows))
-            metrics.BATCH_REQUESTS.observe(len(live))
+            metrics.BATCHED_ROWS.observe(len(rows))
+            metrics.BATCHED_REQUESTS.observe(len(live))
             scores = await self.compute(rows, row_ids)
             offset = 0
             for item in live:

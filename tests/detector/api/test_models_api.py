@@ -179,6 +179,7 @@ async def test_oversized_requests_are_413(tmp_path: Path) -> None:
 
 
 async def test_concurrent_single_rows_are_micro_batched(tmp_path: Path) -> None:
+    metrics.flush()
     before_count = metrics.BATCH_SIZE._sum.get(), _count()
     async with service(tmp_path, batch_max_wait_ms=5.0, cache_memory_max_size=0) as client:
         await _fit(client)
@@ -188,6 +189,7 @@ async def test_concurrent_single_rows_are_micro_batched(tmp_path: Path) -> None:
         )
         assert {response.status_code for response in responses} == {200}
         exposition = (await client.get("/metrics")).text
+    metrics.flush()
     calls = _count() - before_count[1]
     rows_scored = metrics.BATCH_SIZE._sum.get() - before_count[0]
     assert rows_scored == 64

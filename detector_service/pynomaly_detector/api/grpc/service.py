@@ -160,7 +160,7 @@ class InferenceService:
             started = time.perf_counter()
             status = 200
             if observed:
-                metrics.ACTIVE_CONNECTIONS.inc()
+                metrics.ACTIVE.inc()
             try:
                 if guard_token:
                     self._authenticate(context)
@@ -184,7 +184,7 @@ class InferenceService:
                 status = failure.status
             finally:
                 if observed:
-                    metrics.ACTIVE_CONNECTIONS.dec()
+                    metrics.ACTIVE.dec()
                     self._observe(endpoint, path, status, started, context)
             await context.abort(failure.code, failure.message)  # raises: the RPC ends here
             return None
@@ -219,8 +219,8 @@ class InferenceService:
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = (
-                metrics.REQUESTS.labels("GRPC", endpoint, str(status)),
-                metrics.REQUEST_DURATION.labels("GRPC", endpoint),
+                metrics.tally(metrics.REQUESTS.labels("GRPC", endpoint, str(status))),
+                metrics.tally_histogram(metrics.REQUEST_DURATION.labels("GRPC", endpoint)),
             )
         series[0].inc()
         series[1].observe(elapsed)

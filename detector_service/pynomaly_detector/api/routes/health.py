@@ -38,5 +38,6 @@ async def readyz(plane: Plane) -> Response:
 @router.get("/metrics")
 async def metrics_endpoint() -> Response:
     """Prometheus text exposition (all workers in multiprocess mode)."""
+    metrics.flush()  # this worker's tallies, on the loop that counts them (no lock)
     body = await asyncio.to_thread(metrics.exposition)
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
