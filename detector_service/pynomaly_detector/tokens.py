@@ -7,7 +7,7 @@ clients, remove the old one). Kubernetes updates a mounted Secret in place (it s
 symlink), so the file is checked at most once a second and re-read when its identity, size or
 modification time changed; a failed re-read keeps the tokens read last. Presented tokens are
 compared in constant time with every known token (SHA-256 digests, so lengths leak nothing
-either). Every transport uses this one class: REST through ``api.auth.BearerAuth``, gRPC
+either). Every transport uses this one class: REST through ``api.middleware.Edge``, gRPC
 through ``TokenFile.allows`` on the ``authorization`` metadata.
 """
 

@@ -8,7 +8,7 @@ second and re-read when its identity, size or modification time changed; a faile
 keeps the tokens read last. Presented tokens are compared in constant time with every known
 token (SHA-256 digests, so lengths leak nothing either).
 
-What needs a token (``BearerAuth``):
+What needs a token (``needs_token``, checked by the edge layer, ``api.middleware.Edge``):
 
 - model management, always: every method other than GET/HEAD/OPTIONS under ``/v1`` and
   ``/v2`` except scoring (PUT and DELETE of models, any future write), and the anomaly log;
@@ -25,9 +25,6 @@ from __future__ import annotations
 import logging
 
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from pynomaly_detector.tokens import TokenFile
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +34,8 @@ OPEN_PATHS = frozenset(
 """Never authenticated: probes, scrapes and the API description."""
 
 
-def _bearer(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+def bearer(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The presented bearer token: ``None`` without ``Authorization``, ``b""`` if malformed."""
     for key, value in headers:
         if key == b"authorization":
             scheme, _, token = value.strip().partition(b" ")
@@ -60,40 +58,18 @@ def needs_token(method: str, path: str, *, scoring: bool) -> bool:
     return True
 
 
-class BearerAuth:
-    """401 with ``WWW-Authenticate`` for requests that need a token and lack a valid one."""
-
-    def __init__(self, app: ASGIApp, *, tokens: TokenFile, scoring: bool) -> None:
-        self.app = app
-        self.tokens = tokens
-        self.scoring = scoring
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not needs_token(
-            scope["method"], scope["path"], scoring=self.scoring
-        ):
-            await self.app(scope, receive, send)
-            return
-        presented = _bearer(scope["headers"])
-        if presented and self.tokens.accepts(presented):
-            await self.app(scope, receive, send)
-            return
-        if presented is None:
-            challenge = b'Bearer realm="pynomaly"'
-            detail = "this request needs 'Authorization: Bearer <token>'"
-        else:
-            challenge = b'Bearer realm="pynomaly", error="invalid_token"'
-            detail = "the bearer token is not valid"
-        payload = orjson.dumps({"error": "unauthorized", "detail": detail})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"www-authenticate", challenge),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+def refusal(presented: bytes | None) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The 401 response (headers, body) for a missing (``None``) or invalid token."""
+    if presented is None:
+        challenge = b'Bearer realm="pynomaly"'
+        detail = "this request needs 'Authorization: Bearer <token>'"
+    else:
+        challenge = b'Bearer realm="pynomaly", error="invalid_token"'
+        detail = "the bearer token is not valid"
+    payload = orjson.dumps({"error": "unauthorized", "detail": detail})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        (b"www-authenticate", challenge),
+    ]
+    return headers, payload

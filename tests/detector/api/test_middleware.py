@@ -106,18 +106,19 @@ async def test_metrics_use_route_templates_and_skip_probes(tmp_path: Path) -> No
 
 
 def test_features_that_are_off_are_not_installed(tmp_path: Path) -> None:
-    def layers(**overrides: object) -> list[str]:
+    def layers(**overrides: object) -> list[tuple[str, str]]:
         built = middleware.stack(settings_for(tmp_path, **overrides))
-        return [getattr(layer.cls, "__name__", "") for layer in built]
+        return [
+            (getattr(layer.cls, "__name__", ""), str(layer.kwargs.get("part", "all")))
+            for layer in built
+        ]
 
-    assert layers() == ["SecurityHeaders", "Gzip", "Metrics", "RequestLog", "BodyLimit", "Deadline"]
+    # One edge layer: security headers, gzip, metrics, request log, body limit, deadline.
+    assert layers() == [("Edge", "all")]
+    assert middleware.stack(settings_for(tmp_path))[0].kwargs["tokens"] is None  # no auth
+    # CORS keeps its place between metrics (outer part) and the request log (inner part).
     assert layers(rate_limit_requests_per_second=5, cors_origins=["https://ui.example"]) == [
-        "SecurityHeaders",
-        "Gzip",
-        "RateLimit",
-        "Metrics",
-        "CORSMiddleware",
-        "RequestLog",
-        "BodyLimit",
-        "Deadline",
+        ("Edge", "outer"),
+        ("CORSMiddleware", "all"),
+        ("Edge", "inner"),
     ]
