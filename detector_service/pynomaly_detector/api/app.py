@@ -20,11 +20,11 @@ from typing import Any, TypedDict
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
-from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pynomaly_detector import dataplane, logs, metrics, probes
 from pynomaly_detector.api import errors, middleware, openapi
-from pynomaly_detector.api.fastpath import ScoringFastPath
+from pynomaly_detector.api.fastpath import ScoringRoutes, is_scoring
 from pynomaly_detector.api.ratelimiting import RateLimiter
 from pynomaly_detector.api.routes import feedback, health, inference, models, promote, scoring
 from pynomaly_detector.caching import redis_clients
@@ -47,6 +47,29 @@ class State(TypedDict):
     settings: Settings
     plane: DataPlane
     limiter: RateLimiter | None
+
+
+class DetectorApp(FastAPI):
+    """FastAPI, with the scoring routes served before FastAPI's own stack (``api.fastpath``)."""
+
+    scoring: ASGIApp | None = None
+    """detect and infer behind the edge layer; ``None`` sends them through FastAPI too."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.scoring is not None and is_scoring(scope):
+            scope["app"] = self
+            try:
+                await self.scoring(scope, receive, send)
+            except Exception:
+                # A bug (known errors are answered inside): the JSON 500, unless the response
+                # has started (then this send fails), and up to the server, as FastAPI's
+                # ServerErrorMiddleware does.
+                log.exception("unhandled error on POST %s", scope["path"])
+                with contextlib.suppress(Exception):
+                    await errors.internal_error_response()(scope, receive, send)
+                raise
+            return
+        await super().__call__(scope, receive, send)
 
 
 def build_store(settings: Settings) -> ModelStore:
@@ -165,11 +188,12 @@ def create_app(
                 with contextlib.suppress(Exception):
                     await redis.aclose()
 
-    app = FastAPI(
+    layers = middleware.stack(settings)
+    app = DetectorApp(
         title="Pynomaly detector",
         version="0.1.0",
         lifespan=lifespan,
-        middleware=middleware.stack(settings),
+        middleware=layers,
         docs_url=None,
         redoc_url=None,
         # Prometheus metrics are ours; FastAPI's native OpenTelemetry hooks cost time per request.
@@ -177,16 +201,15 @@ def create_app(
     )
     errors.install(app)
     app.openapi = lambda: openapi.document(app, settings)  # type: ignore[method-assign]  # FastAPI's documented way to replace the document
-    # The scoring routes are matched first: route matching is linear in the number of routes.
+    # Declared for the OpenAPI document (and matched first: matching is linear in the routes);
+    # requests to them are served by ``app.scoring`` before FastAPI's stack.
     app.include_router(scoring.router)
     app.include_router(inference.router)
     app.include_router(models.router)
     app.include_router(feedback.router)
     app.include_router(promote.router)
     app.include_router(health.router)
-    # Innermost layer, added once the routes exist; Starlette builds the middleware stack at
-    # the first request, so appending here is in time.
-    app.user_middleware.append(Middleware(ScoringFastPath, routes=list(scoring.router.routes)))
+    app.scoring = middleware.wrap(layers, ScoringRoutes(list(scoring.router.routes)))
     return app
 
 

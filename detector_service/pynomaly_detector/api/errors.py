@@ -111,8 +111,8 @@ async def _validation(request: Request, exc: Exception) -> Response:
     return error_response(422, "invalid_request", detail)
 
 
-async def _http(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+def http_error_response(exc: HTTPException) -> Response:
+    """The response of a Starlette ``HTTPException`` (404 and 405 by name)."""
     names = {404: "not_found", 405: "method_not_allowed"}
     return error_response(
         exc.status_code,
@@ -122,6 +122,16 @@ async def _http(request: Request, exc: Exception) -> Response:
     )
 
 
+def internal_error_response() -> Response:
+    """The 500 of an unexpected error (a bug; its traceback is logged, not sent)."""
+    return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
+
+
+async def _http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return http_error_response(exc)
+
+
 async def _bug(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
+    return internal_error_response()

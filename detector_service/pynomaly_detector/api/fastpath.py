@@ -1,12 +1,18 @@
-"""A pure-ASGI dispatcher for the two scoring routes, innermost in the middleware stack.
+"""The two scoring routes served outside FastAPI's stack, behind the same edge layer.
 
-FastAPI's per-request machinery (exception middleware, exit stacks, route matching over
-every route, dependency solving) costs more than scoring a row from the L1 cache. For
-``POST /v1/models/{name}/detect`` and ``POST /v2/models/{name}/infer`` this layer calls the
-same endpoint functions (``routes.scoring``) directly and maps errors with the same table
-as the exception handlers; every other request, and any error it does not know, goes
-through FastAPI unchanged. The FastAPI routes stay registered (OpenAPI, fallback), and the
-outer middleware (metrics, logging, body limit, deadline) applies as for any route.
+FastAPI wraps every request in ServerErrorMiddleware, its exception-telemetry and
+body-limit layers, ExceptionMiddleware, an exit stack, routing over every route and
+dependency solving: more than scoring a row from the L1 cache costs. ``DetectorApp`` (a
+FastAPI subclass, ``api.app``) hands ``POST /v1/models/{name}/detect`` and
+``POST /v2/models/{name}/infer`` to ``ScoringRoutes`` behind the same middleware list
+(``middleware.wrap``: security headers, gzip, rate limit, metrics, request log, auth, body
+limit, deadline) before any of that runs, and sends everything else to FastAPI.
+
+``ScoringRoutes`` calls the same endpoint functions (``routes.scoring``) and answers errors
+as the exception handlers do (``errors.response_for``, ``HTTPException``); an unexpected
+error goes up to ``DetectorApp``, which logs it, answers 500 with the JSON error shape and
+re-raises, as FastAPI's ServerErrorMiddleware does (outside the middleware, so that 500 has
+no edge headers either). The FastAPI routes stay declared for the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -14,48 +20,54 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from pynomaly_detector.api import errors
 from pynomaly_detector.api.routes import scoring
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-_PATH = re.compile(r"^/(v1/models/([^/]+)/detect|v2/models/([^/]+)/infer)$")
+_PATH = re.compile(r"^/(?:v1/models/([^/]+)/detect|v2/models/([^/]+)/infer)$")
 
 
-class ScoringFastPath:
-    """Serves the scoring routes without FastAPI's routing layer."""
+def is_scoring(scope: Scope) -> bool:
+    """Whether ``scope`` is a scoring request (``POST`` detect or infer)."""
+    return (
+        scope["type"] == "http"
+        and scope["method"] == "POST"
+        and _PATH.match(scope["path"]) is not None
+    )
 
-    def __init__(self, app: ASGIApp, *, routes: list[BaseRoute] | None = None) -> None:
-        self.app = app
-        by_path = {getattr(route, "path", None): route for route in routes or []}
+
+class ScoringRoutes:
+    """Serves detect and infer without FastAPI: endpoint call and error responses."""
+
+    def __init__(self, routes: list[BaseRoute]) -> None:
+        by_path = {getattr(route, "path", None): route for route in routes}
         self._detect = by_path.get("/v1/models/{name}/detect")
         self._infer = by_path.get("/v2/models/{name}/infer")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
         match = _PATH.match(scope["path"])
-        if match is None:
-            await self.app(scope, receive, send)
-            return
+        assert match is not None  # is_scoring chose this layer
         endpoint: Endpoint
-        if match.group(2) is not None:
-            endpoint, route, name = scoring.detect, self._detect, match.group(2)
+        if match.group(1) is not None:
+            endpoint, route, name = scoring.detect, self._detect, match.group(1)
         else:
-            endpoint, route, name = scoring.infer, self._infer, match.group(3)
-        scope["route"] = route  # the metrics middleware labels requests by route template
+            endpoint, route, name = scoring.infer, self._infer, match.group(2)
+        scope["route"] = route  # the metrics label requests by route template
         scope["path_params"] = {"name": name}
         try:
             response = await endpoint(Request(scope, receive))
+        except HTTPException as error:
+            response = errors.http_error_response(error)
         except Exception as error:
             known = errors.response_for(error)
             if known is None:
-                raise
+                raise  # DetectorApp answers the JSON 500 and re-raises, as FastAPI would
             response = known
         await response(scope, receive, send)
