@@ -532,6 +532,27 @@ def test_default_spec_with_managed_stores_converges_without_churn(
     assert len(applied) == len(set(applied)), "a child was applied more than once"
 
 
+def test_new_deployment_starts_at_the_hpa_floor_with_no_write_for_a_floor_of_one(
+    kube: Kube, operator: Operator
+) -> None:
+    """A new Deployment is scaled to ``minReplicas`` at once (not at the HPA's first sync),
+    and a floor of 1, every new Deployment's own count, costs no write: at 1,000 detectors
+    that was 1,000 scale requests for nothing."""
+    kube.apply(kube.detector("one", {**BASE_SPEC, "autoscaling": {"minReplicas": 1}}))
+    kube.apply(kube.detector("three", {**BASE_SPEC, "autoscaling": {"minReplicas": 3}}))
+    for name, floor in (("one", 1), ("three", 3)):
+        wait_for(
+            f"deployment {name} at {floor}",
+            lambda name=name, floor=floor: (
+                (kube.get("deployment", name) or {}).get("spec", {}).get("replicas") == floor
+            ),
+            timeout=30,
+        )
+    scaled = [line for line in operator.writes() if "/scale" in line]
+    assert any("/deployments/three/scale" in line for line in scaled), scaled
+    assert not any("/deployments/one/scale" in line for line in scaled), scaled
+
+
 def test_disabling_autoscaling_prunes_the_hpa_and_sets_replicas(
     kube: Kube, operator: Operator
 ) -> None:
