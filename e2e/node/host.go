@@ -83,7 +83,7 @@ func hostSetup(l layout) error {
 const kwokPodCIDR = "10.244.0.0/16"
 
 // serviceCIDR is the control plane's --service-cluster-ip-range.
-const serviceCIDR = "10.0.0.0/24"
+const serviceCIDR = "10.0.0.0/16"
 
 // guardEgress installs the project's network rule in iptables before ip_forward
 // is on: nothing leaves through the node's Services or pods for an address

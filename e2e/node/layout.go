@@ -20,7 +20,7 @@ const (
 	podCIDR        = "10.201.0.0/16"
 	nodeIP         = "10.201.0.1"
 	nodeIPCIDR     = nodeIP + "/16"
-	clusterDNSIP   = "10.0.0.10" // in the control plane's --service-cluster-ip-range 10.0.0.0/24
+	clusterDNSIP   = "10.0.0.10" // in the control plane's --service-cluster-ip-range 10.0.0.0/16
 	clusterDomain  = "cluster.local"
 	cgroupRoot     = "/pynomaly-node"
 	sandboxImage   = "pynomaly.local/pause:1"

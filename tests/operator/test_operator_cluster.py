@@ -532,6 +532,55 @@ def test_default_spec_with_managed_stores_converges_without_churn(
     assert len(applied) == len(set(applied)), "a child was applied more than once"
 
 
+def test_a_child_the_api_server_refuses_is_reported_and_retried(
+    kube: Kube, operator: Operator
+) -> None:
+    """A child the API server will not create (here a namespace quota of zero Services, as
+    an exhausted Service range once refused the 254th detector's Service) is a status
+    condition with the server's message, not a silent stall; once the cause is gone the
+    resource converges without an operator restart."""
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-services", "namespace": kube.namespace},
+        "spec": {"hard": {"services": "0"}},
+    }
+    kube.apply(quota)
+    kube.apply(kube.detector("fraud"))
+    cond = wait_for(
+        "Degraded ApplyFailed",
+        lambda: (c := kube.condition("fraud", "Degraded")) and c["reason"] == "ApplyFailed" and c,
+        timeout=60,
+    )
+    assert cond["status"] == "True"
+    assert "quota" in cond["message"], cond["message"]
+    assert kube.phase("fraud") != "Ready"
+    kube.run("delete", "resourcequota", "no-services")
+    ready(kube, "fraud", timeout=90)
+    assert kube.get("service", "fraud") is not None
+
+
+def test_new_deployment_starts_at_the_hpa_floor_with_no_write_for_a_floor_of_one(
+    kube: Kube, operator: Operator
+) -> None:
+    """A new Deployment is scaled to ``minReplicas`` at once (not at the HPA's first sync),
+    and a floor of 1, every new Deployment's own count, costs no write: at 1,000 detectors
+    that was 1,000 scale requests for nothing."""
+    kube.apply(kube.detector("one", {**BASE_SPEC, "autoscaling": {"minReplicas": 1}}))
+    kube.apply(kube.detector("three", {**BASE_SPEC, "autoscaling": {"minReplicas": 3}}))
+    for name, floor in (("one", 1), ("three", 3)):
+        wait_for(
+            f"deployment {name} at {floor}",
+            lambda name=name, floor=floor: (
+                (kube.get("deployment", name) or {}).get("spec", {}).get("replicas") == floor
+            ),
+            timeout=30,
+        )
+    scaled = [line for line in operator.writes() if "/scale" in line]
+    assert any("/deployments/three/scale" in line for line in scaled), scaled
+    assert not any("/deployments/one/scale" in line for line in scaled), scaled
+
+
 def test_disabling_autoscaling_prunes_the_hpa_and_sets_replicas(
     kube: Kube, operator: Operator
 ) -> None:

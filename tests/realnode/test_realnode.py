@@ -3,7 +3,7 @@
 Every pod here is built from ``pynomaly.local/testbox:1`` (``e2e/node/testbox``, imported into
 the node's containerd; nothing is pulled) and pinned to the real node by its label, since the
 KWOK nodes would otherwise "run" it. All traffic goes to Service and pod addresses of the
-node's own bridge network (10.201.0.0/16, Service range 10.0.0.0/24) from this host.
+node's own bridge network (10.201.0.0/16, Service range 10.0.0.0/16) from this host.
 """
 
 from __future__ import annotations

@@ -335,9 +335,14 @@ class Reconciler:
             if _moved(live, result.generation):
                 pending.add(ident)
             scaling = detector.spec.autoscaling
-            if live is None and ident == ("Deployment", names.detector) and scaling.enabled:
+            if (
+                live is None
+                and ident == ("Deployment", names.detector)
+                and scaling.enabled
+                and scaling.min_replicas != 1
+            ):
                 # A new Deployment starts at 1 replica; start it at the HPA's floor instead
-                # of waiting for the HPA's first sync.
+                # of waiting for the HPA's first sync (a floor of 1 needs no write).
                 await self.applier.scale(prepared, scaling.min_replicas)
 
         # Children no longer wanted (e.g. autoscaling disabled, Redis mode changed).
