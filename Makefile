@@ -220,6 +220,7 @@ node: controlplane ## build the real node: kubelet+kube-proxy (.cluster/bin/node
 
 .PHONY: test-realnode
 test-realnode: install node-deps node images ## real pods on a real node: the minimal sample on the project's images, HPA, faults, clean stop (root)
+	@e2e/cluster.sh test-node
 	PYNOMALY_REAL_NODE=1 $(VENV)/bin/pytest -m realnode tests/realnode $(PYTEST_ARGS)
 
 HPA_DEFAULTS_RECORD ?= bench/results/hpa-$(shell date -u +%Y-%m-%d)-defaults.md

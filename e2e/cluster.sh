@@ -253,6 +253,8 @@ case "${1:-}" in
   stop) stop ;;
   restart) stop_node; stop_processes; start ;;
   build-node) build_node ;;
+  # The node's Go unit tests: what the teardown sweeps from iptables (stdlib only: seconds).
+  test-node) (cd "$ROOT/e2e/node" && nice -n 10 "$GO" test -trimpath -count=1 ./iptables) ;;
   status) status ;;
-  *) echo "usage: $0 build|start|stop|restart|status" >&2; exit 2 ;;
+  *) echo "usage: $0 build|build-node|test-node|start|stop|restart|status" >&2; exit 2 ;;
 esac

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pynomaly/pynomaly-operator/e2e/clusterkit"
+	"github.com/pynomaly/pynomaly-operator/e2e/node/iptables"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -203,9 +204,8 @@ func killLeftovers(l layout) {
 	}
 }
 
-// sweepIPTables deletes every chain named KUBE-* (kube-proxy, kubelet) or
-// CNI-* (the portmap plugin) or PYNODE-* (guardEgress) and every rule jumping to one, in one
-// iptables-restore transaction per table.
+// sweepIPTables removes the node's rules in one iptables-restore transaction
+// per table (iptables.SweepScript says which).
 func sweepIPTables(tool string) error {
 	if _, err := exec.LookPath(tool + "-save"); err != nil {
 		return nil
@@ -214,57 +214,12 @@ func sweepIPTables(tool string) error {
 	if err != nil {
 		return fmt.Errorf("%s-save: %w", tool, err)
 	}
-	ours := func(chain string) bool {
-		return strings.HasPrefix(chain, "KUBE-") || strings.HasPrefix(chain, "CNI-") || strings.HasPrefix(chain, "PYNODE-")
-	}
-	var script strings.Builder
-	var table string
-	var dels, chains []string
-	flushTable := func() {
-		if table == "" || (len(dels) == 0 && len(chains) == 0) {
-			return
-		}
-		fmt.Fprintf(&script, "*%s\n", table)
-		for _, d := range dels {
-			script.WriteString(d + "\n")
-		}
-		for _, c := range chains {
-			fmt.Fprintf(&script, "-F %s\n", c)
-		}
-		for _, c := range chains {
-			fmt.Fprintf(&script, "-X %s\n", c)
-		}
-		script.WriteString("COMMIT\n")
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		switch {
-		case strings.HasPrefix(line, "*"):
-			table, dels, chains = strings.TrimPrefix(line, "*"), nil, nil
-		case strings.HasPrefix(line, ":"):
-			if name := strings.Fields(line[1:]); len(name) > 0 && ours(name[0]) {
-				chains = append(chains, name[0])
-			}
-		case strings.HasPrefix(line, "-A "):
-			f := strings.Fields(line)
-			if ours(f[1]) {
-				continue // flushed with its chain
-			}
-			for i := 2; i+1 < len(f); i++ {
-				if (f[i] == "-j" || f[i] == "-g") && ours(f[i+1]) {
-					dels = append(dels, "-D"+strings.TrimPrefix(line, "-A"))
-					break
-				}
-			}
-		case line == "COMMIT":
-			flushTable()
-			table = ""
-		}
-	}
-	if script.Len() == 0 {
+	script := iptables.SweepScript(string(out), cniNetworkName)
+	if script == "" {
 		return nil
 	}
 	cmd := exec.Command(tool+"-restore", "--noflush")
-	cmd.Stdin = strings.NewReader(script.String())
+	cmd.Stdin = strings.NewReader(script)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%s-restore: %v: %s", tool, err, b)
 	}
