@@ -26,6 +26,9 @@ archive="$OUT/pynomaly-$IMAGES_TAG.tar"
 write_archive() {
   if [[ -s "$archive" && "$archive" -nt "$IMAGES_ENV" ]]; then return; fi
   mkdir -p "$OUT"
+  # One archive, the current tag's: each commit's images are a new ~1 GB tag, and the node
+  # shares this disk (the kubelet evicts when it runs low).
+  find "$OUT" -maxdepth 1 -name 'pynomaly-*.tar*' ! -name "$(basename "$archive")" -delete
   echo "realnode-images: writing $archive (${refs[*]})" >&2
   rm -f "$archive.tmp"
   nice -n 10 podman save --quiet -m --format docker-archive -o "$archive.tmp" "${refs[@]}"

@@ -148,11 +148,15 @@ registerNode: true
 maxPods: 110
 serializeImagePulls: false
 nodeStatusUpdateFrequency: 10s
-# Images cannot be pulled again here: never collect them, never evict for a
-# shared machine's disk use.
+# Images cannot be pulled again here: never collect them. The node shares the
+# host's filesystem, so disk thresholds are absolute: 1%% of a large shared disk
+# (2.5 GB of 250 GB) put the node under DiskPressure on a machine with 2 GB
+# free, and the kubelet rejected every pod of the stack. The floor is what
+# the kubelet keeps free for itself (logs, pod state); below it it evicts.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.available: "1%%", nodefs.inodesFree: "1%%"}
+evictionHard: {memory.available: "100Mi", nodefs.available: "256Mi", imagefs.available: "256Mi", nodefs.inodesFree: "1%%"}
+evictionPressureTransitionPeriod: 30s
 shutdownGracePeriod: 0s
 `, nodeIP, kubeletPort, healthzPort, l.path("pki", "ca.crt"), cgroupRoot,
 		l.criEndpoint(), l.criEndpoint(), clusterDNSIP, clusterDomain, l.podLogs(),

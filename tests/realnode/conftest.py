@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 import subprocess
 import time
 import uuid
@@ -140,13 +141,22 @@ def real_cluster(
     real_node_only(cluster.cp)
     request.config.stash[_summary] = (
         f"cluster with a real node started in {cluster.start_seconds:.1f}s "
-        f"(build if needed + control plane + node READY), state {state}"
+        f"(build if needed + control plane + node READY), state {state}; {disk_free(state)}"
     )
     try:
         yield cluster
     finally:
         if not cluster.stopped:
             cluster.stop()
+
+
+def disk_free(path: Path) -> str:
+    """Free space on the filesystem the node's containerd and kubelet write to."""
+    usage = shutil.disk_usage(path)
+    return (
+        f"{usage.free / 2**30:.1f} GiB free of {usage.total / 2**30:.0f} GiB on the "
+        f"filesystem of {path} (the kubelet evicts below 256 MiB, e2e/node/layout.go)"
+    )
 
 
 def real_node_only(cp: ControlPlane) -> None:

@@ -15,6 +15,7 @@ routes it to pods on the node's bridge).
 from __future__ import annotations
 
 import base64
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -25,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ import yaml
 from tests.support.controlplane import ControlPlane, wait_until
 from tests.support.operator_process import OperatorProcess
 
-from .conftest import ROOT, ProjectImages
+from .conftest import NODE, ROOT, ProjectImages, disk_free
 
 SAMPLE = ROOT / "manifests" / "samples" / "minimal.yaml"
 CRD = ROOT / "crds" / "anomalydetectors.pynomaly.io.yaml"
@@ -120,7 +121,12 @@ class Stack:
 
 
 NAME = "payments"
-READY_TIMEOUT = 900  # image unpack + detector start on a loaded 2-core machine
+# Image unpack + detector start on a loaded 2-core machine; below pytest's 600 s timeout so a
+# failure prints its diagnosis instead of pytest-timeout's bare traceback.
+READY_TIMEOUT = 480
+# A node condition that rejects or evicts pods (DiskPressure: the kubelet refuses every pod)
+# fails the wait after this long instead of at READY_TIMEOUT: it does not clear by itself.
+BLOCKED_SECONDS = 60
 
 
 @contextlib.contextmanager
@@ -151,14 +157,19 @@ def running_stack(
         t = time.monotonic()
         try:
             wait_until(
-                lambda: st.detector_status().get("phase") == "Ready",
+                _ready_or_blocked(st),
                 timeout=READY_TIMEOUT,
                 what=f"AnomalyDetector {NAME} Ready",
                 interval=2,
             )
-        except AssertionError:
-            print(_diagnose(st, operator))
-            raise
+        except AssertionError as exc:
+            # The diagnosis goes into the error itself: pytest repeats a module fixture's error
+            # for every test of the module, and only the end of a long log may be read.
+            try:
+                diagnosis = _diagnose(st, operator)
+            except Exception as failed:  # the wait's error is the one to report
+                diagnosis = f"(no diagnosis: {failed!r})"
+            raise AssertionError(f"{exc}\n{diagnosis}") from None
         print(f"\nminimal sample Ready on the real node in {time.monotonic() - t:.0f}s")
         yield st
     finally:
@@ -170,14 +181,59 @@ def running_stack(
         cp.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
+def _ready_or_blocked(st: Stack) -> Callable[[], bool]:
+    """A probe: True once the detector is Ready; raises once the node has refused pods for
+    ``BLOCKED_SECONDS`` (a pressure condition), naming the condition and the free disk."""
+    since: list[float] = []
+
+    def probe() -> bool:
+        if st.detector_status().get("phase") == "Ready":
+            return True
+        blocker = node_blocker(st.cp)
+        if blocker is None:
+            since.clear()
+            return False
+        if not since:
+            since.append(time.monotonic())
+        if time.monotonic() - since[0] > BLOCKED_SECONDS:
+            raise AssertionError(f"the real node refuses pods: {blocker}")
+        return False
+
+    return probe
+
+
+def node_blocker(cp: ControlPlane) -> str | None:
+    """Why the real node rejects or evicts pods right now (a pressure condition), or None."""
+    node = cp.get_json("node", NODE)
+    pressures = [
+        f"{c['type']} ({c.get('message', '')})"
+        for c in node.get("status", {}).get("conditions", [])
+        if c["type"].endswith("Pressure") and c["status"] == "True"
+    ]
+    if not pressures:
+        return None
+    return f"{', '.join(pressures)}; {disk_free(cp.state_dir)}"
+
+
 def _diagnose(st: Stack, operator: OperatorProcess) -> str:
-    pods = st.kubectl("get", "pods", "-o", "wide", check=False)
+    pods = st.get("pods")["items"]
+    phases = collections.Counter(
+        f"{p['status'].get('phase')}/{p['status'].get('reason', '-')}" for p in pods
+    )
+    failed = [p for p in pods if p["status"].get("phase") == "Failed"][:3]
     events = st.kubectl("get", "events", "--sort-by=.lastTimestamp", check=False)
+    live = st.kubectl(
+        "get", "pods", "-o", "wide", "--field-selector=status.phase!=Failed", check=False
+    )
     status = yaml.safe_dump(st.detector_status())
     return (
-        f"--- pods\n{pods}\n--- events (last 40)\n"
-        + "\n".join(events.splitlines()[-40:])
-        + f"\n--- status\n{status}\n--- operator\n{operator.tail(30)}"
+        f"--- node: {node_blocker(st.cp) or 'no pressure; ' + disk_free(st.cp.state_dir)}\n"
+        f"--- pods by phase/reason: {dict(phases)}\n"
+        + "".join(f"  {p['metadata']['name']}: {p['status'].get('message')}\n" for p in failed)
+        + live
+        + "--- events (last 25)\n"
+        + "\n".join(events.splitlines()[-25:])
+        + f"\n--- status\n{status}--- operator\n{operator.tail(20)}"
     )
 
 
