@@ -36,6 +36,11 @@ class OperatorSettings(pydantic_settings.BaseSettings):
     so more at once only queue for a connection (up to its 10 s pool timeout) and finish
     together late instead of first come, first served."""
 
+    pod_hint_after_seconds: float = pydantic.Field(default=60.0, gt=0)
+    """A component condition False this long gets why from its pods (image pull, crash
+    loop, scheduling, eviction) in its message; the pods are read (one LIST) at most once
+    per this interval per resource while it stays False (``status/pods.py``)."""
+
     leader_election: bool = False
     """Run as one of several replicas: only the holder of a ``coordination.k8s.io`` Lease
     reconciles (``reconciling/leading.py``). Off for a single local process; the install

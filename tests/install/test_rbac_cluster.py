@@ -140,3 +140,23 @@ def test_operator_may_renew_its_one_lease_and_no_other(policed: ControlPlane) ->
     for namespace in ("kube-system", "default"):
         assert not can("create", "leases.coordination.k8s.io", "-n", namespace)
         assert not can("update", "leases.coordination.k8s.io/pynomaly-operator", "-n", namespace)
+
+
+def test_operator_lists_pods_for_status_hints_and_nothing_more(
+    policed: ControlPlane, kube_namespace: str
+) -> None:
+    """Pods are listed (one LIST by label, for a stuck component's reason) and nothing else:
+    no get, watch, exec, logs or writes; PVCs not at all."""
+
+    def can(*args: str) -> bool:
+        result = policed.kubectl("auth", "can-i", f"--as={OPERATOR}", *args, check=False)
+        return result.stdout.strip() == "yes"
+
+    ns = kube_namespace
+    assert can("list", "pods", "-n", ns)
+    for verb in ("get", "watch", "create", "patch", "delete"):
+        assert not can(verb, "pods", "-n", ns), verb
+    assert not can("create", "pods/exec", "-n", ns)
+    assert not can("get", "pods/log", "-n", ns)
+    for verb in ("get", "list", "watch"):
+        assert not can(verb, "persistentvolumeclaims", "-n", ns), verb

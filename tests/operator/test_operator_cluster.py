@@ -743,3 +743,48 @@ def test_api_server_restart_converges(kube: Kube, operator: Operator, kube_clust
     ready(kube, "fraud", timeout=90 - (time.monotonic() - edited_at) + 30)
     assert operator.process is not None
     assert operator.process.poll() is None
+
+
+@pytest.fixture
+def hinting_operator(
+    kube_cluster: Any, kube_namespace: str, crd: None, tmp_path: pathlib.Path
+) -> Iterator[Operator]:
+    """The operator with pod hints after 2 s instead of 60 (the behaviour, not the wait)."""
+    op = Operator(
+        str(kube_cluster.kubeconfig),
+        kube_namespace,
+        tmp_path / "operator.log",
+        env={"PYNOMALY_OPERATOR_POD_HINT_AFTER_SECONDS": "2"},
+    )
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+        sys.stderr.write(f"--- operator log tail ---\n{op.tail()}\n")
+
+
+def test_a_stuck_component_says_why_from_its_pods(kube: Kube, hinting_operator: Operator) -> None:
+    """Detector pods no node can take: DetectorReady (and Ready) name the scheduler's reason
+    instead of only "0/1 ready"; once placement is fixed the resource is Ready and the hint
+    is gone."""
+    spec = {**BASE_SPEC, "placement": {"mode": "required", "instanceTypes": ["x9.nowhere"]}}
+    kube.apply(kube.detector("stuck", spec))
+
+    def hinted() -> dict[str, Any] | None:
+        cond = kube.condition("stuck", "DetectorReady")
+        return cond if cond and "Unschedulable" in cond["message"] else None
+
+    cond = wait_for("DetectorReady names Unschedulable", hinted, timeout=60)
+    assert cond["status"] == "False"
+    assert cond["reason"] == "RollingOut"
+    assert cond["message"].startswith("0/3 ready"), cond["message"]
+    assert "pods Unschedulable: 0/" in cond["message"], cond["message"]
+    assert "affinity" in cond["message"], cond["message"]
+    ready_cond = kube.condition("stuck", "Ready")
+    assert ready_cond is not None
+    assert "Unschedulable" in ready_cond["message"]
+    kube.apply(kube.detector("stuck", {**BASE_SPEC, "placement": {"mode": "none"}}))
+    body = ready(kube, "stuck", timeout=90)
+    messages = [c["message"] for c in body["status"]["conditions"]]
+    assert not any("Unschedulable" in m for m in messages), messages

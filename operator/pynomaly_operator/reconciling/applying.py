@@ -24,6 +24,7 @@ from lightkube import codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
 from pynomaly_operator import naming
@@ -293,6 +294,14 @@ class Applier:
             return None
         result: dict[str, Any] = found.to_dict()
         return result
+
+    async def pods(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The pods with ``labels`` in ``namespace`` (one LIST; read-only, for status hints)."""
+        self.writes.reads += 1
+        found: list[dict[str, Any]] = []
+        async for pod in self.client.list(Pod, namespace=namespace, labels=dict(labels)):
+            found.append(pod.to_dict())
+        return found
 
     async def write_status(self, owner: Mapping[str, Any], status: Mapping[str, Any]) -> str:
         """Server-side apply of the whole status (fields no longer present are removed).

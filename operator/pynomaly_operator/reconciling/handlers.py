@@ -113,6 +113,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
             _served_model if operator_settings.report_served_model and in_cluster else None
         ),
         concurrency=operator_settings.max_concurrent_reconciles,
+        pod_hint_after=operator_settings.pod_hint_after_seconds,
     )
     memo.resync = asyncio.create_task(
         _resync(lookups, memo.reconciler, operator_settings.resync_seconds),

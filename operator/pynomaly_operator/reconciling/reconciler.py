@@ -39,7 +39,7 @@ from pynomaly_operator.builders import desired as desired_state
 from pynomaly_operator.builders.detector import api_token, monitoring
 from pynomaly_operator.reconciling import applying, comparing, leading, observing
 from pynomaly_operator.specs import detector as specs
-from pynomaly_operator.status import conditions, events, problems
+from pynomaly_operator.status import conditions, events, pods, problems
 from pynomaly_operator.values import as_int
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,10 @@ class _Memory:
     unserved_announced: set[str] = dataclasses.field(default_factory=set)
     # Prometheus Operator kinds wanted when the unwanted ones were last checked for pruning.
     monitoring_checked: frozenset[str] | None = None
+    # Why a stuck component's pods are not ready (condition type -> hint), and when the pods
+    # were last read (time.monotonic()).
+    pod_hints: dict[str, str] = dataclasses.field(default_factory=dict)
+    pods_checked: float = float("-inf")
 
 
 class Reconciler:
@@ -95,8 +99,11 @@ class Reconciler:
         children_of: ChildrenLookup,
         served_model: ServedLookup | None = None,
         concurrency: int = 0,
+        pod_hint_after: float = 60.0,
     ) -> None:
         self.applier = applier
+        # A component condition False this long gets its pods' reason (OperatorSettings).
+        self.pod_hint_after = pod_hint_after
         # At most this many reconciles run at once (0: no limit); the others wait their turn
         # in arrival order (OperatorSettings.max_concurrent_reconciles).
         self._slots = asyncio.Semaphore(concurrency) if concurrency > 0 else None
@@ -180,16 +187,26 @@ class Reconciler:
         # A workload this run has just changed has not observed its new spec, whatever the
         # observation says: status must not claim this generation Ready until it has.
         children = conditions.awaiting(observed.children, pending)
-        new = status.compute(
-            detector,
-            deployment=children.get(("Deployment", names.detector)),
-            hpa=observed.get("HorizontalPodAutoscaler", names.detector),
-            store_conditions=conditions.stores(detector, names, children),
-            problems=found,
-            previous=body.get("status"),
-            now=now(),
-            served=observed.served or self._carried_served(body),
-        )
+        stamp = now()
+
+        def compute(hints: Mapping[str, str] | None = None) -> dict[str, Any]:
+            return status.compute(
+                detector,
+                deployment=children.get(("Deployment", names.detector)),
+                hpa=observed.get("HorizontalPodAutoscaler", names.detector),
+                store_conditions=conditions.stores(detector, names, children),
+                problems=found,
+                previous=body.get("status"),
+                now=stamp,
+                served=observed.served or self._carried_served(body),
+                pod_hints=hints,
+            )
+
+        new = compute()
+        stored = memory.status if memory.status is not None else body.get("status")
+        hints = await self._pod_hints(detector, names, new, stored, memory)
+        if hints:
+            new = compute(hints)
         previous = memory.status if memory.status is not None else body.get("status")
         await self._write_status(body, memory, new)
         for event in events.transitions(previous, new):
@@ -232,6 +249,43 @@ class Reconciler:
             training=training,
             served=memory.served,
         )
+
+    async def _pod_hints(
+        self,
+        detector: specs.AnomalyDetector,
+        names: naming.Names,
+        new: Mapping[str, Any],
+        stored: Mapping[str, Any] | None,
+        memory: _Memory,
+    ) -> dict[str, str]:
+        """Why the pods of each component condition False for ``pod_hint_after`` seconds are
+        not ready (``status.pods``): one LIST per such component, at most once per that
+        interval, the hints remembered in between. Nothing is read while every component is
+        ready or has just changed."""
+        false = {
+            str(c.get("type"))
+            for c in new.get("conditions") or []
+            if c.get("type") in pods.COMPONENTS and c.get("status") == "False"
+        }
+        memory.pod_hints = {t: h for t, h in memory.pod_hints.items() if t in false}
+        stuck = sorted(t for t in false if _false_for(stored, t) >= self.pod_hint_after)
+        if not stuck or time.monotonic() - memory.pods_checked < self.pod_hint_after:
+            return dict(memory.pod_hints)
+        memory.pods_checked = time.monotonic()
+        for type_ in stuck:
+            found: list[dict[str, Any]] = []
+            try:
+                for component in pods.COMPONENTS[type_]:
+                    found += await self.applier.pods(detector.namespace, names.selector(component))
+            except (ApiError, httpx2.HTTPError) as exc:  # a hint is not worth a failed run
+                logger.debug("pods of %s/%s: %s", detector.namespace, detector.name, exc)
+                continue
+            hint = pods.why_not_ready(found)
+            if hint:
+                memory.pod_hints[type_] = hint
+            else:
+                memory.pod_hints.pop(type_, None)
+        return dict(memory.pod_hints)
 
     def _carried_served(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
         """After a restart, the last reported version until the service is asked again
@@ -555,3 +609,18 @@ def _stops_applying_replicas(live: Mapping[str, Any] | None, desired: Mapping[st
 
 def _same_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return comparing.contains(old, new) and comparing.contains(new, old)
+
+
+def _false_for(stored: Mapping[str, Any] | None, type_: str) -> float:
+    """Seconds the stored condition ``type_`` has been False (0 if it is not, or unknown)."""
+    for cond in (stored or {}).get("conditions") or []:
+        if cond.get("type") != type_ or cond.get("status") != "False":
+            continue
+        try:
+            since = datetime.datetime.strptime(
+                str(cond.get("lastTransitionTime")), "%Y-%m-%dT%H:%M:%SZ"
+            ).replace(tzinfo=datetime.UTC)
+        except ValueError:
+            return 0.0
+        return (datetime.datetime.now(datetime.UTC) - since).total_seconds()
+    return 0.0

@@ -78,6 +78,14 @@ def _stamp(
     return out
 
 
+def _hinted(cond: Condition, hints: Mapping[str, str] | None) -> Condition:
+    """``cond`` with its pods' hint appended while it is not True."""
+    hint = (hints or {}).get(cond["type"])
+    if not hint or cond["status"] == "True":
+        return cond
+    return {**cond, "message": f"{cond['message']}; {hint}" if cond["message"] else hint}
+
+
 def compute(
     detector: specs.AnomalyDetector,
     *,
@@ -88,10 +96,15 @@ def compute(
     previous: Mapping[str, Any] | None,
     now: str,
     served: Mapping[str, Any] | None = None,
+    pod_hints: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The whole status of ``detector`` (pure: same inputs, same output)."""
+    """The whole status of ``detector`` (pure: same inputs, same output).
+
+    ``pod_hints``: component condition type -> why its pods are not ready (``status.pods``),
+    appended to that condition's message while it is not True.
+    """
     names = naming.Names(instance=detector.name, namespace=detector.namespace)
-    detector_ready = conditions.detector_ready(detector, deployment)
+    detector_ready = _hinted(conditions.detector_ready(detector, deployment), pod_hints)
     scaling = conditions.scaling_active(detector, hpa)
     stores: list[Condition] = []
     for store_type in STORE_TYPES:
@@ -101,7 +114,12 @@ def compute(
         else:
             ok = {"True": True, "False": False}.get(str(found.get("status")))
             stores.append(
-                _cond(store_type, ok, str(found.get("reason", "")), str(found.get("message", "")))
+                _hinted(
+                    _cond(
+                        store_type, ok, str(found.get("reason", "")), str(found.get("message", ""))
+                    ),
+                    pod_hints,
+                )
             )
     components = [detector_ready, *stores]
     not_ready = [c for c in components if c["status"] != "True"]
