@@ -10,6 +10,7 @@ pods from the project's images.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -193,17 +194,35 @@ CPU on this shared machine. Load from the host to the Service's ClusterIP (6 thr
 
 
 def test_redis_master_deleted_under_load_fails_over_without_failed_requests(stack: Stack) -> None:
-    """Sentinel elects a new master; scoring never fails; L2 writes resume within 30 s."""
+    """The master's pod deleted: scoring never fails; L2 writes resume within 30 s of a master.
+
+    Two outcomes are both correct. Usually the sentinels mark the master down after
+    ``down-after-milliseconds`` (5 s) and elect a replica. When the StatefulSet's new pod 0
+    is up sooner, its start script asks the sentinels, who still name it, so it starts as the
+    master again and no failover is needed (seen once in a standalone run: "no new master
+    within 60 s"). The test waits for either: another master, or the same name on a new pod.
+    """
     old = _redis_master_pod(stack)
-    load = Load(stack, MODEL, threads=2, max_seconds=120).start()
+    old_uid = stack.get("pod", old)["metadata"]["uid"]
+    load = Load(stack, MODEL, threads=2, max_seconds=150).start()
     try:
         time.sleep(3)  # load established before the fault
         t = time.monotonic()
         stack.kubectl("delete", "pod", old, "--wait=false")
+
+        def master_after_the_fault() -> str | None:
+            master = _redis_master_pod_or_none(stack)
+            if master is None:
+                return None
+            if master != old:
+                return master  # failed over
+            return master if _pod_ready_with_new_uid(stack, old, old_uid) else None
+
         new = wait_until(
-            lambda: (m if (m := _redis_master_pod_or_none(stack)) and m != old else None),
-            timeout=60, what="a new master elected by the sentinels", interval=1,
+            master_after_the_fault, timeout=90, interval=1,
+            what="a master after the fault (a replica elected, or pod 0 back as master)",
         )  # fmt: skip
+        outcome = "failed over to" if new != old else "no failover needed: back as master"
         before = _dbsize(stack, new)
         try:
             wait_until(lambda: _dbsize(stack, new) > before, timeout=30, what=f"L2 writes on {new}")
@@ -214,11 +233,24 @@ def test_redis_master_deleted_under_load_fails_over_without_failed_requests(stac
         l2_back = time.monotonic() - t
     finally:
         result = load.stop()
-    print(f"\nmaster {old} deleted: new master {new}, L2 back after {l2_back:.1f}s")
+    print(f"\nmaster {old} deleted: {outcome} {new}, L2 back after {l2_back:.1f}s")
     print(f"scoring during the failover: {result.summary()}")
     assert not result.failed, result.failed[:5]
     assert result.ok > 0
-    assert l2_back < 30 + 60  # election (down-after + failover) then writes within 30 s
+    assert l2_back < 30 + 90  # a master (election, or pod 0 back) then writes within 30 s
+
+
+def _pod_ready_with_new_uid(stack: Stack, name: str, old_uid: str) -> bool:
+    """Whether pod ``name`` exists again as a new pod (another UID) and is Ready."""
+    found = stack.kubectl("get", "pod", name, "--ignore-not-found", "-o", "json", check=False)
+    if not found.strip():
+        return False
+    pod = json.loads(found)
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+    return bool(pod["metadata"]["uid"] != old_uid and ready)
 
 
 def _redis_master_pod_or_none(stack: Stack) -> str | None:
