@@ -30,6 +30,7 @@ from .stack import (
     Load,
     Stack,
     detect,
+    ensure_fitted,
     fit,
     request_ok,
     running_stack,
@@ -126,13 +127,45 @@ def test_fit_and_score_through_the_service_with_l2_and_registry(stack: Stack) ->
 
 
 def _redis_master_pod(stack: Stack) -> str:
-    """The pod the sentinels name as master (their answer is the pod's stable DNS name)."""
+    """The pod sentinel 0 names as master (their answer is the pod's stable DNS name)."""
+    return _sentinel_master(stack, 0)
+
+
+def _sentinel_master(stack: Stack, index: int) -> str:
     answer = stack.exec(
-        f"{NAME}-redis-sentinel-0",
+        f"{NAME}-redis-sentinel-{index}",
         "sentinel",
         "redis-cli -p 26379 sentinel get-master-addr-by-name pynomaly-master | head -1",
     ).strip()
     return answer.split(".", 1)[0]
+
+
+def _agreed_master(stack: Stack) -> str | None:
+    """The master once the topology has settled: every sentinel names the same pod, and it is
+    the only data pod that answers ROLE with "master". Seen while a failover completes: pod 0,
+    restarted before the sentinels had promoted a replica, starts as master (they still named
+    it) and is a second master for ~6 s until they demote it; one sentinel alone can also
+    lag the others by a few seconds."""
+    try:
+        named = {_sentinel_master(stack, i) for i in range(3)}
+    except KubectlError:  # a sentinel pod may be restarting; poll again
+        return None
+    if len(named) != 1:
+        return None
+    master = named.pop()
+    masters = [
+        pod["metadata"]["name"]
+        for pod in stack.pods("redis")
+        if _role(stack, pod["metadata"]["name"]) == "master"
+    ]
+    return master if masters == [master] else None
+
+
+def _role(stack: Stack, pod: str) -> str:
+    out = stack.kubectl(
+        "exec", pod, "-c", "redis", "--", "redis-cli", "-p", "6379", "role", check=False
+    )
+    return (out.split() or [""])[0]
 
 
 # ---- scenario 2: the HPA scales for real ----------------------------------------------------
@@ -160,6 +193,7 @@ def test_hpa_scales_the_detector_up_under_load_and_back_down(stack: Stack) -> No
             "stabilizationWindowSeconds") == 15),
         timeout=60, what="the operator to render the test behavior", interval=1,
     )  # fmt: skip
+    ensure_fitted(stack, MODEL)
     run = hpa.up_and_down(
         stack, MODEL, threads=6, rest_timeout=240, up_timeout=280, down_timeout=300
     )
@@ -200,10 +234,12 @@ def test_redis_master_deleted_under_load_fails_over_without_failed_requests(stac
     ``down-after-milliseconds`` (5 s) and elect a replica. When the StatefulSet's new pod 0
     is up sooner, its start script asks the sentinels, who still name it, so it starts as the
     master again and no failover is needed (seen once in a standalone run: "no new master
-    within 60 s"). The test waits for either: another master, or the same name on a new pod.
+    within 60 s"). The test waits for either: another master, or the same name on a new pod,
+    named by all three sentinels and confirmed by the pod's own ROLE.
     """
     old = _redis_master_pod(stack)
     old_uid = stack.get("pod", old)["metadata"]["uid"]
+    ensure_fitted(stack, MODEL)
     load = Load(stack, MODEL, threads=2, max_seconds=150).start()
     try:
         time.sleep(3)  # load established before the fault
@@ -211,7 +247,7 @@ def test_redis_master_deleted_under_load_fails_over_without_failed_requests(stac
         stack.kubectl("delete", "pod", old, "--wait=false")
 
         def master_after_the_fault() -> str | None:
-            master = _redis_master_pod_or_none(stack)
+            master = _agreed_master(stack)
             if master is None:
                 return None
             if master != old:
@@ -253,26 +289,38 @@ def _pod_ready_with_new_uid(stack: Stack, name: str, old_uid: str) -> bool:
     return bool(pod["metadata"]["uid"] != old_uid and ready)
 
 
-def _redis_master_pod_or_none(stack: Stack) -> str | None:
-    try:
-        return _redis_master_pod(stack)
-    except KubectlError:  # a sentinel pod may be restarting; poll again
-        return None
-
-
 def _redis_diagnostics(stack: Stack, master: str, before: int) -> str:
     """The new master's key count and role, and each detector pod's last Redis log lines."""
     lines = [f"dbsize on {master}: {before} -> {_dbsize(stack, master)}"]
-    role = stack.kubectl(
-        "exec", master, "-c", "redis", "--", "redis-cli", "-p", "6379", "role", check=False
-    )
-    lines.append(f"role of {master}: {' '.join(role.split()[:3])}")
+    for pod in stack.pods("redis"):
+        name = pod["metadata"]["name"]
+        role = stack.kubectl(
+            "exec", name, "-c", "redis", "--", "redis-cli", "-p", "6379", "role", check=False
+        )
+        lines.append(f"role of {name}: {' '.join(role.split()[:3])}")
+    for i in range(3):
+        try:
+            lines.append(f"sentinel {i} names {_sentinel_master(stack, i)}")
+        except KubectlError as exc:
+            lines.append(f"sentinel {i}: {exc}")
     for pod in stack.pods("detector"):
         name = pod["metadata"]["name"]
-        log = stack.kubectl("logs", name, "-c", "detector", "--tail=400", check=False)
-        redis = [line for line in log.splitlines() if "redis" in line.lower()][-8:]
+        log = stack.kubectl("logs", name, "-c", "detector", "--tail=-1", check=False)
+        redis = [
+            line
+            for line in log.splitlines()
+            if "redis" in line.lower() and "/v1/models/" not in line
+        ][-8:]
         lines.append(f"{name}, last Redis log lines:")
         lines.extend(f"  {line[:300]}" for line in redis or ["(none)"])
+        metrics = stack.kubectl(
+            "exec", name, "-c", "detector", "--", "python", "-c",
+            "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9090/metrics')"
+            ".read().decode())",
+            check=False,
+        )  # fmt: skip
+        l2 = [m for m in metrics.splitlines() if 'level="l2"' in m or "l2_circuit" in m]
+        lines.extend(f"  {m}" for m in l2 if not m.startswith("#"))
     return "\n".join(lines)
 
 
@@ -285,6 +333,7 @@ def _dbsize(stack: Stack, pod: str) -> int:
 
 def test_postgres_deleted_loaded_models_keep_scoring_and_fits_resume(stack: Stack) -> None:
     """Postgres pod deleted: scoring of loaded models never fails; a fit succeeds < 60 s."""
+    ensure_fitted(stack, MODEL)
     load = Load(stack, MODEL, threads=2, max_seconds=150).start()
     try:
         time.sleep(3)
@@ -311,6 +360,7 @@ def test_postgres_deleted_loaded_models_keep_scoring_and_fits_resume(stack: Stac
 
 def test_rollout_restart_under_load_fails_no_request(stack: Stack) -> None:
     """``kubectl rollout restart`` of the detector under load: 0 failed requests (drain)."""
+    ensure_fitted(stack, MODEL)
     load = Load(stack, MODEL, threads=2, max_seconds=400).start()
     try:
         time.sleep(3)
