@@ -95,6 +95,43 @@ async def test_cache_follows_sentinel_failover(redis_sentinel_topology: Sentinel
         await client.aclose()
 
 
+def test_a_master_restarted_while_it_is_failed_over_never_becomes_a_second_master(
+    redis_sentinel_topology: SentinelTopology,
+) -> None:
+    """Node 0 (the master) crashes and restarts the moment the sentinels see it down, before
+    they have promoted a replica: they still name it as the master. It must wait for their
+    verdict and join the promoted node as a replica; starting as master would make two
+    masters, and its replicas would resync from its empty dataset. (Seen on the real node:
+    the StatefulSet's new pod 0 was a second master for ~6 s.)"""
+    topology = redis_sentinel_topology
+    first = topology.master_port()
+    node = topology.node_by_port(first)
+    node.kill()
+    wait_until(
+        lambda: any("s_down" in flags for flags in topology.master_flags()),
+        timeout=10, interval=0.02, what="a sentinel to see the master down",
+    )  # fmt: skip
+    assert topology.master_port() == first  # not failed over yet: they still name node 0
+    node.start(wait=False)
+    roles: list[str] = []
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline:
+        role = cli(first, "role", check=False, timeout=2).split()
+        if role:
+            roles.append(role[0])
+            if role[0] == "slave" and topology.master_port() != first:
+                break
+        time.sleep(0.05)
+    assert roles, f"node 0 never answered ({node.workdir}/server.log)"
+    assert "master" not in roles, roles
+    assert roles[-1] == "slave"
+    promoted = topology.master_port()
+    assert promoted != first
+    assert f"master_port:{promoted}" in cli(first, "info", "replication")
+    log = (node.workdir / "server.log").read_text()
+    assert "waiting" in log  # it did wait for the sentinels, not merely start late
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

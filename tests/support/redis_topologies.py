@@ -83,7 +83,8 @@ class ScriptProcess:
         self.port = port
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *, wait: bool = True) -> None:
+        """Run the start script; with ``wait``, until the server answers PING."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         script_path = self.workdir / "start.sh"
         script_path.write_text(self.script)
@@ -97,6 +98,8 @@ class ScriptProcess:
             start_new_session=True,
         )
         log.close()
+        if not wait:
+            return
         wait_until(
             lambda: cli(self.port, "ping", check=False, timeout=2) == "PONG",
             timeout=15,
@@ -258,6 +261,14 @@ class SentinelTopology:
             timeout=20,
             what="sentinels to discover each other",
         )
+
+    def master_flags(self) -> list[str]:
+        """Each live sentinel's flags for the master (``master``, ``s_down``, ``o_down``...)."""
+        return [
+            self._sentinel_field(sentinel.port, "flags")
+            for sentinel in self.sentinels
+            if sentinel.alive
+        ]
 
     def _sentinel_field(self, port: int, field: str) -> str:
         lines = cli(port, "sentinel", "master", self.master_name).splitlines()

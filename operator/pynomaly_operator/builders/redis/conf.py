@@ -121,22 +121,43 @@ def sentinel_conf(
     return "\n".join(lines) + "\n"
 
 
-# Shell: ask the sentinels in $SENTINELS ("host:port ...") who the master of $MASTER_NAME is
-# now; sets master_host and master_port (both empty when no sentinel answers).
-_ASK_SENTINELS = r"""master_host=""
-master_port=""
-for s in ${SENTINELS:-}; do
-  answer=$(REDISCLI_AUTH="$REDIS_PASSWORD" timeout 3 redis-cli -h "${s%:*}" -p "${s##*:}" \
-    --raw sentinel get-master-addr-by-name "$MASTER_NAME" 2>/dev/null || true)
-  host=$(printf '%s\n' "$answer" | sed -n 1p)
-  port=$(printf '%s\n' "$answer" | sed -n 2p)
-  case "$port" in
-    ''|*[!0-9]*) continue ;;
-  esac
-  master_host=$host
-  master_port=$port
-  break
-done
+# Shell: ask_sentinels asks the sentinels in $SENTINELS ("host:port ...") who the master of
+# $MASTER_NAME is now; sets master_host and master_port (both empty when none answers).
+_ASK_SENTINELS = r"""ask_sentinels() {
+  master_host=""
+  master_port=""
+  for s in ${SENTINELS:-}; do
+    answer=$(REDISCLI_AUTH="$REDIS_PASSWORD" timeout 3 redis-cli -h "${s%:*}" -p "${s##*:}" \
+      --raw sentinel get-master-addr-by-name "$MASTER_NAME" 2>/dev/null || true)
+    host=$(printf '%s\n' "$answer" | sed -n 1p)
+    port=$(printf '%s\n' "$answer" | sed -n 2p)
+    case "$port" in
+      ''|*[!0-9]*) continue ;;
+    esac
+    master_host=$host
+    master_port=$port
+    return 0
+  done
+  return 0
+}
+ask_sentinels
+"""
+
+# Shell: whether a sentinel in $SENTINELS sees the master of $MASTER_NAME subjectively or
+# objectively down, or failing over, while it has replicas to promote.
+_MASTER_FAILING_OVER = r"""master_failing_over() {
+  for s in ${SENTINELS:-}; do
+    fields=$(REDISCLI_AUTH="$REDIS_PASSWORD" timeout 3 redis-cli -h "${s%:*}" -p "${s##*:}" \
+      --raw sentinel master "$MASTER_NAME" 2>/dev/null || true)
+    [ -n "$fields" ] || continue
+    flags=$(printf '%s\n' "$fields" | awk 'prev == "flags" { print; exit } { prev = $0 }')
+    replicas=$(printf '%s\n' "$fields" | awk 'prev == "num-slaves" { print; exit } { prev = $0 }')
+    case "$flags" in
+      *s_down*|*o_down*|*failover_in_progress*) [ "${replicas:-0}" -gt 0 ] && return 0 ;;
+    esac
+  done
+  return 1
+}
 """
 
 # Data node of the sentinel topology. Environment:
@@ -147,6 +168,7 @@ done
 #   INITIAL_MASTER_HOST/PORT  pod 0's stable DNS name: master of a brand-new topology
 #   SENTINELS                 "host:port host:port ...": asked for the current master first
 #   MASTER_NAME               the monitored master name
+#   SETTLE_SECONDS            (optional, 30) longest wait for a failover under way
 REDIS_START_SCRIPT = (
     r"""#!/bin/sh
 # Start a Redis data node. On every start, ask the sentinels who the master is now: after a
@@ -161,8 +183,21 @@ cat "$CONF_SRC" > "$CONF_DST"  # a fresh file: cp would keep the ConfigMap's rea
 } >> "$CONF_DST"
 
 """
+    + _MASTER_FAILING_OVER
     + _ASK_SENTINELS
     + r"""
+# Named as the master while the sentinels see it down (this is a restart) with replicas they
+# can promote: a failover is under way. Starting now would make a second master until they
+# demote it (its replicas would resync from it meanwhile), so wait for their verdict, at most
+# SETTLE_SECONDS; without replicas there is nothing to wait for.
+settle=${SETTLE_SECONDS:-30}
+while [ "$settle" -gt 0 ] && [ "$master_host" = "$ANNOUNCE_HOST" ] \
+    && [ "$master_port" = "$REDIS_PORT" ] && master_failing_over; do
+  echo "the sentinels see this master down and may fail it over: waiting (${settle}s left)"
+  sleep 1
+  settle=$((settle - 1))
+  ask_sentinels
+done
 if [ -z "$master_host" ]; then
   master_host=$INITIAL_MASTER_HOST
   master_port=$INITIAL_MASTER_PORT
