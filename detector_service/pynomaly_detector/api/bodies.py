@@ -14,6 +14,7 @@ per row, and the collections those allocations trigger made parsing ~3x slower.
 
 from __future__ import annotations
 
+import functools
 import gc
 from dataclasses import dataclass
 from typing import Any
@@ -59,7 +60,13 @@ class Bound:
     @classmethod
     def for_model(cls, max_rows: int, n_features: int) -> Bound:
         """The bound of a scoring body for a model of ``n_features`` features."""
-        return cls(rows=max_rows, values=max_rows * max(1, n_features))
+        return _model_bound(max_rows, n_features)
+
+
+@functools.lru_cache(maxsize=256)
+def _model_bound(max_rows: int, n_features: int) -> Bound:
+    # Frozen and equal for equal arguments: one per (limit, width) instead of one per request.
+    return Bound(rows=max_rows, values=max_rows * max(1, n_features))
 
 
 async def read_bounded(request: Request, bound: Bound) -> bytes:
@@ -102,8 +109,22 @@ async def json_object(request: Request, bound: Bound | None = None) -> dict[str,
     return loads_object(raw)
 
 
+class JSONBytes(Response):
+    """A response of JSON bytes already serialised: Starlette's ``Response`` with the same
+    headers (content-length, content-type), built without its content and header checks."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, status_code: int = 200) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+        ]
+
+
 def json_response(body: Any, *, status: int = 200) -> Response:
     """``body`` serialised with orjson (numpy arrays included)."""
-    return Response(
-        orjson.dumps(body, option=_NUMPY), status_code=status, media_type="application/json"
-    )
+    return JSONBytes(orjson.dumps(body, option=_NUMPY), status)
