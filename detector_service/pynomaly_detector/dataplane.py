@@ -96,6 +96,12 @@ PING_TIMEOUT = 0.5
 """Seconds a dependency may take to answer /readyz: kubelet's probe timeout is 1 s by default."""
 
 
+_ONE_FLAGGED = np.array([True])
+_ONE_UNFLAGGED = np.array([False])
+_ONE_FLAGGED.setflags(write=False)  # shared by every single-row detection: read only
+_ONE_UNFLAGGED.setflags(write=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Detection:
     """Scores of a request's rows under one model version."""
@@ -496,8 +502,13 @@ class DataPlane:
                 metrics.ROWS_SCORED.labels(meta.name)
             )
         counter.inc(len(values))
-        flags = scores > meta.threshold  # once: the count, the log and the response use it
-        flagged_count = int(np.count_nonzero(flags))
+        # Once: the count, the anomaly log and the response use them.
+        if len(scores) == 1:  # one row: a Python comparison of the same doubles, shared arrays
+            flagged_count = int(float(scores[0]) > meta.threshold)
+            flags = _ONE_FLAGGED if flagged_count else _ONE_UNFLAGGED
+        else:
+            flags = scores > meta.threshold
+            flagged_count = int(np.count_nonzero(flags))
         if flagged_count:
             metrics.tally(metrics.ANOMALIES.labels(meta.name)).inc(flagged_count)
             if self.anomaly_log is not None:

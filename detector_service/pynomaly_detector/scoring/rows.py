@@ -117,6 +117,8 @@ def _refuse_non_finite(values: FloatArray) -> None:
 def row_bytes(values: FloatArray) -> list[bytes]:
     """Each row's float64 bytes: its identity in the in-process cache (exact, no hashing)."""
     raw = np.ascontiguousarray(values, dtype=np.float64).tobytes()
+    if len(values) == 1 and values.ndim == 2:
+        return [raw]
     width = values.shape[1] * 8 if values.ndim == 2 else 8
     return [raw[start : start + width] for start in range(0, len(raw), width)]
 
