@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from pynomaly_detector.api.errors import BadRequestError
@@ -71,14 +72,33 @@ def _model_bound(max_rows: int, n_features: int) -> Bound:
 
 async def read_bounded(request: Request, bound: Bound) -> bytes:
     """The raw body, refused with 413 as soon as it crosses ``bound`` (cached on ``request``)."""
+    if hasattr(request, "_body"):  # read before (Starlette's cache)
+        cached: bytes = request._body
+        bound.check(cached.count(b"["), cached.count(b","))
+        return cached
     chunks: list[bytes] = []
     arrays = commas = 0
-    async for chunk in request.stream():
-        if chunk:
-            arrays += chunk.count(b"[")
-            commas += chunk.count(b",")
-            bound.check(arrays, commas)
-            chunks.append(chunk)
+    # ``request.stream()``'s loop, without an async generator per request (its creation,
+    # the loop's finalizer registration and a resumption per chunk cost microseconds).
+    if request._stream_consumed:
+        raise RuntimeError("Stream consumed")
+    receive = request.receive
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                arrays += chunk.count(b"[")
+                commas += chunk.count(b",")
+                bound.check(arrays, commas)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                request._stream_consumed = True
+                break
+        elif kind == "http.disconnect":
+            request._is_disconnected = True
+            raise ClientDisconnect()
     raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     request._body = raw  # Starlette's own cache: later ``request.body()`` calls return it
     return raw
