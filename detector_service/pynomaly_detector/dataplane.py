@@ -96,6 +96,12 @@ PING_TIMEOUT = 0.5
 """Seconds a dependency may take to answer /readyz: kubelet's probe timeout is 1 s by default."""
 
 
+_ONE_FLAGGED = np.array([True])
+_ONE_UNFLAGGED = np.array([False])
+_ONE_FLAGGED.setflags(write=False)  # shared by every single-row detection: read only
+_ONE_UNFLAGGED.setflags(write=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Detection:
     """Scores of a request's rows under one model version."""
@@ -104,11 +110,21 @@ class Detection:
     scores: FloatArray
     values: FloatArray | None = None
     """The scored rows (what explanations are computed from)."""
+    flags: npt.NDArray[np.bool_] | None = None
+    """Per row: score above the model's threshold (computed once, by ``detect_matrix``)."""
+
+    @property
+    def flagged(self) -> npt.NDArray[np.bool_]:
+        """Per row: score above the model's threshold, as an array."""
+        if self.flags is not None:
+            return self.flags
+        flags: npt.NDArray[np.bool_] = self.scores > self.model.meta.threshold
+        return flags
 
     @property
     def is_anomaly(self) -> list[bool]:
         """Per row: score above the model's threshold."""
-        flags: list[bool] = (self.scores > self.model.meta.threshold).tolist()
+        flags: list[bool] = self.flagged.tolist()
         return flags
 
     @property
@@ -486,16 +502,22 @@ class DataPlane:
                 metrics.ROWS_SCORED.labels(meta.name)
             )
         counter.inc(len(values))
-        flagged_count = int(np.count_nonzero(scores > meta.threshold))
+        # Once: the count, the anomaly log and the response use them.
+        if len(scores) == 1:  # one row: a Python comparison of the same doubles, shared arrays
+            flagged_count = int(float(scores[0]) > meta.threshold)
+            flags = _ONE_FLAGGED if flagged_count else _ONE_UNFLAGGED
+        else:
+            flags = scores > meta.threshold
+            flagged_count = int(np.count_nonzero(flags))
         if flagged_count:
             metrics.tally(metrics.ANOMALIES.labels(meta.name)).inc(flagged_count)
+            if self.anomaly_log is not None:
+                _log_anomalies(self.anomaly_log, meta, scores, values, flags)
         if self.monitor is not None:
             self.monitor.observe(meta, model.detector, scores, values, flagged_count)
         if self.shadow is not None:
             self.shadow.offer(meta, values, scores)
-        if self.anomaly_log is not None:
-            _log_anomalies(self.anomaly_log, meta, scores, values)
-        return Detection(model, scores, values)
+        return Detection(model, scores, values, flags)
 
     def check_explainable(self, model: LoadedModel) -> None:
         """``ExplainUnsupportedError`` (422) unless ``model`` can explain its flagged rows."""
@@ -710,11 +732,13 @@ def _public_reason(error: Exception) -> str:
 
 
 def _log_anomalies(
-    anomaly_log: AnomalyLog, meta: ModelVersion, scores: FloatArray, values: FloatArray
+    anomaly_log: AnomalyLog,
+    meta: ModelVersion,
+    scores: FloatArray,
+    values: FloatArray,
+    flags: npt.NDArray[np.bool_],
 ) -> None:
-    flagged = np.flatnonzero(scores > meta.threshold)
-    if not len(flagged):
-        return
+    flagged = np.flatnonzero(flags)
     at = dt.datetime.now(dt.UTC)
     for index in flagged.tolist():
         anomaly_log.record(

@@ -15,6 +15,12 @@ things and nothing else:
   requests in progress only; a connection that is still sending headers costs a socket and
   a few hundred bytes, not a slot.
 
+The read deadline is one timer per worker (``ReadDeadlines``), not a ``call_later`` handle per
+request: every request has the same time to arrive, so the order in which reads start is the
+order of their deadlines; an insertion-ordered dict holds the connections still reading and
+one handle fires at the oldest one's deadline. A handle per request cost an allocation, a
+heap push and a cancel, and the cancelled handles piled up in the loop's timer heap.
+
 uvicorn selects it by import string (``http=PROTOCOL``), so worker processes import it
 themselves; the deadline is read once per process from ``PYNOMALY_*`` settings.
 """
@@ -22,6 +28,7 @@ themselves; the deadline is read once per process from ``PYNOMALY_*`` settings.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -81,49 +88,100 @@ class RequestsInProgress:
         return connection in self._connections
 
 
+class ReadDeadlines:
+    """Connections still reading a request, oldest first; one timer for all of them.
+
+    ``arm`` and ``disarm`` are a dict insert and pop. The timer fires at the oldest entry's
+    deadline (or, when that entry was disarmed since, at its old deadline: it then re-arms at
+    the new oldest one), expires every entry past its deadline and re-arms.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        self.loop = loop
+        self.seconds = seconds
+        self._reading: dict[GuardedHttpToolsProtocol, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def arm(self, protocol: GuardedHttpToolsProtocol) -> None:
+        """Start ``protocol``'s clock (again, from now, if it was running)."""
+        reading = self._reading
+        reading.pop(protocol, None)  # re-inserted last: the dict stays in deadline order
+        deadline = self.loop.time() + self.seconds
+        reading[protocol] = deadline
+        if self._timer is None:
+            self._timer = self.loop.call_at(deadline, self._sweep)
+
+    def disarm(self, protocol: GuardedHttpToolsProtocol) -> None:
+        """Stop ``protocol``'s clock (the request arrived, or the connection is gone)."""
+        self._reading.pop(protocol, None)
+
+    def armed(self, protocol: GuardedHttpToolsProtocol) -> bool:
+        """Whether ``protocol``'s clock runs."""
+        return protocol in self._reading
+
+    def _sweep(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        reading = self._reading
+        while reading:
+            protocol, deadline = next(iter(reading.items()))
+            if deadline > now:
+                self._timer = self.loop.call_at(deadline, self._sweep)
+                return
+            del reading[protocol]
+            protocol._expired()
+
+    def __len__(self) -> int:
+        return len(self._reading)
+
+
+_deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReadDeadlines] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def deadlines_of(loop: asyncio.AbstractEventLoop) -> ReadDeadlines:
+    """The read deadlines of the protocols running on ``loop``."""
+    found = _deadlines.get(loop)
+    if found is None:
+        found = _deadlines[loop] = ReadDeadlines(loop, read_timeout())
+    return found
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """httptools with a per-request read deadline; concurrency counted in requests."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.connections = RequestsInProgress(self.connections, self.tasks)  # type: ignore[assignment]  # a view of the same set
-        self._deadline: asyncio.TimerHandle | None = None
+        self._reads = deadlines_of(self.loop)
         self._begun = False
         self._headers_done = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn narrows the type
         super().connection_made(transport)
-        self._arm()
+        self._reads.arm(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._reads.disarm(self)
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._begun = True
         self._headers_done = False
-        if self._deadline is None:
-            self._arm()
+        if not self._reads.armed(self):
+            self._reads.arm(self)
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._reads.disarm(self)
         super().on_message_complete()
 
-    def _arm(self) -> None:
-        self._deadline = self.loop.call_later(read_timeout(), self._expired)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
     def _expired(self) -> None:
-        self._deadline = None
         if self.transport.is_closing():
             return
         if not self._begun or self._headers_done:

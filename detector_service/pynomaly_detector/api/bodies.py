@@ -14,12 +14,14 @@ per row, and the collections those allocations trigger made parsing ~3x slower.
 
 from __future__ import annotations
 
+import functools
 import gc
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from pynomaly_detector.api.errors import BadRequestError
@@ -59,19 +61,44 @@ class Bound:
     @classmethod
     def for_model(cls, max_rows: int, n_features: int) -> Bound:
         """The bound of a scoring body for a model of ``n_features`` features."""
-        return cls(rows=max_rows, values=max_rows * max(1, n_features))
+        return _model_bound(max_rows, n_features)
+
+
+@functools.lru_cache(maxsize=256)
+def _model_bound(max_rows: int, n_features: int) -> Bound:
+    # Frozen and equal for equal arguments: one per (limit, width) instead of one per request.
+    return Bound(rows=max_rows, values=max_rows * max(1, n_features))
 
 
 async def read_bounded(request: Request, bound: Bound) -> bytes:
     """The raw body, refused with 413 as soon as it crosses ``bound`` (cached on ``request``)."""
+    if hasattr(request, "_body"):  # read before (Starlette's cache)
+        cached: bytes = request._body
+        bound.check(cached.count(b"["), cached.count(b","))
+        return cached
     chunks: list[bytes] = []
     arrays = commas = 0
-    async for chunk in request.stream():
-        if chunk:
-            arrays += chunk.count(b"[")
-            commas += chunk.count(b",")
-            bound.check(arrays, commas)
-            chunks.append(chunk)
+    # ``request.stream()``'s loop, without an async generator per request (its creation,
+    # the loop's finalizer registration and a resumption per chunk cost microseconds).
+    if request._stream_consumed:
+        raise RuntimeError("Stream consumed")
+    receive = request.receive
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                arrays += chunk.count(b"[")
+                commas += chunk.count(b",")
+                bound.check(arrays, commas)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                request._stream_consumed = True
+                break
+        elif kind == "http.disconnect":
+            request._is_disconnected = True
+            raise ClientDisconnect()
     raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     request._body = raw  # Starlette's own cache: later ``request.body()`` calls return it
     return raw
@@ -102,8 +129,22 @@ async def json_object(request: Request, bound: Bound | None = None) -> dict[str,
     return loads_object(raw)
 
 
+class JSONBytes(Response):
+    """A response of JSON bytes already serialised: Starlette's ``Response`` with the same
+    headers (content-length, content-type), built without its content and header checks."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, status_code: int = 200) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+        ]
+
+
 def json_response(body: Any, *, status: int = 200) -> Response:
     """``body`` serialised with orjson (numpy arrays included)."""
-    return Response(
-        orjson.dumps(body, option=_NUMPY), status_code=status, media_type="application/json"
-    )
+    return JSONBytes(orjson.dumps(body, option=_NUMPY), status)

@@ -278,8 +278,11 @@ class Edge:
                 await _send_all(edge_send, self._too_large)
                 return
             watch = self.deadlines.watch()
+            # A declared length within the limit is the body's length (the HTTP parser reads
+            # exactly that many bytes): only bodies without one are counted as they arrive.
+            counted = receive if length is not None and length.isdigit() else None
             try:
-                await app(scope, self._counted(receive), edge_send)
+                await app(scope, counted or self._counted(receive), edge_send)
             except asyncio.CancelledError:
                 if watch is None or not watch.expired:
                     raise

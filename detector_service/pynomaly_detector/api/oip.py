@@ -24,7 +24,7 @@ from fastapi import Request
 from starlette.responses import Response
 
 from pynomaly_detector.api import deps, errors
-from pynomaly_detector.api.bodies import Bound, read_bounded
+from pynomaly_detector.api.bodies import Bound, JSONBytes, read_bounded
 from pynomaly_detector.api.errors import BadRequestError
 from pynomaly_detector.dataplane import DataPlane, Detection, LoadedModel
 from pynomaly_detector.detectors.errors import DetectorError
@@ -90,13 +90,27 @@ def check_outputs(plane: DataPlane, model: LoadedModel, names: set[str]) -> None
 
 async def output_arrays(plane: DataPlane, detection: Detection, names: set[str]) -> dict[str, Any]:
     """Every requested output's array (numpy arrays; a list of JSON texts for BYTES)."""
-    arrays = tensors.output_arrays(detection.scores, detection.model.meta.threshold)
+    arrays = tensors.output_arrays(
+        detection.scores, detection.model.meta.threshold, detection.flags
+    )
     if "p_values" in names:
         arrays["p_values"] = detection.p_values
     if "explanations" in names:
         explanations = await plane.explain(detection)
         arrays["explanations"] = [orjson.dumps(item).decode() for item in explanations]
     return arrays
+
+
+_HEADER_LENGTH = HEADER_LENGTH.encode()
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The first value of header ``name`` (lower case), as ``request.headers.get`` gives it,
+    without building Starlette's ``Headers`` for the one lookup."""
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
 def _has_literal_booleans(raw: bytes, end: int) -> bool:
@@ -126,7 +140,7 @@ async def _infer(request: Request) -> Response:
     plane = deps.plane_of(request)  # hot path: no dependency solving
     name: str = request.path_params["name"]
     model = await plane.model(name)  # its width bounds a JSON body before it is parsed
-    header_length = request.headers.get(HEADER_LENGTH)
+    header_length = _header(request.scope["headers"], _HEADER_LENGTH)
     if header_length is None:
         # All JSON: counted while it arrives (bodies.read_bounded), 413 past the bound. A binary
         # body is not counted (its bytes are not JSON); it decodes without per-value objects,
@@ -154,7 +168,7 @@ async def _infer(request: Request) -> Response:
     if extras:
         arrays = await output_arrays(plane, detection, names)
     else:
-        arrays = tensors.output_arrays(detection.scores, model.meta.threshold)
+        arrays = tensors.output_arrays(detection.scores, model.meta.threshold, detection.flags)
     rows = len(values)
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
@@ -181,7 +195,7 @@ async def _infer(request: Request) -> Response:
         response["id"] = header["id"]
     body = orjson.dumps(response, option=_NUMPY)
     if not chunks:
-        return Response(body, media_type="application/json")
+        return JSONBytes(body)
     return Response(
         b"".join([body, *chunks]),
         media_type="application/octet-stream",

@@ -94,6 +94,12 @@ def p_values(calibration_scores: FloatArray, scores: FloatArray) -> FloatArray:
     is). Pure; two binary searches' worth of work per score.
     """
     n = len(calibration_scores)
+    if len(scores) == 1:
+        # A single-row request: the same search and the same division (of the same two
+        # doubles) on Python numbers; numpy's per-call cost on one-element arrays was most
+        # of the time.
+        below = int(calibration_scores.searchsorted(float(scores[0]), side="left"))
+        return np.array([(n + 1 - below) / (n + 1.0)])
     # n + 1 - (#scores below) = #at least as high + 1; one ufunc after the search (hot path).
     values: FloatArray = (n + 1 - calibration_scores.searchsorted(scores, side="left")) / (n + 1.0)
     return values

@@ -94,9 +94,19 @@ class FlatForest:
         trees = len(self.roots)
         # Tree-major layout (trees, rows): summing over axis 0 adds the trees in order, the
         # same sequence of float64 additions as sklearn's ``depths += ...`` per tree.
+        feature, threshold, children = self.feature, self.threshold, self.children
+        if n == 1:
+            # One row (the common single-row request): every row offset is 0, so the same
+            # steps without adding them (and without building them: ``np.tile`` alone cost
+            # as much as two levels).
+            node = self.roots.copy()
+            for _ in range(self.levels):
+                right = values[feature[node]] > threshold[node]
+                node = children[2 * node + right]
+            one: FloatArray = self.leaf_depth[node].reshape(trees, 1).sum(axis=0)
+            return one
         node = np.repeat(self.roots, n)
         row_start = np.tile(np.arange(n, dtype=np.intp) * width, trees)
-        feature, threshold, children = self.feature, self.threshold, self.children
         if n < SMALL_ROWS:
             for _ in range(self.levels):
                 right = values[row_start + feature[node]] > threshold[node]

@@ -7,8 +7,9 @@ scores; the feature reference is the training rows.
 
 A ``Sketch`` is what one worker keeps per model version: bin counts (``(1 + k, BINS)``
 floats), rows and flagged rows. No raw row is kept beyond a fixed buffer of ``buffer_rows``
-rows that is folded into the counts when full (so the hot path only copies a request's rows
-into preallocated arrays; the binning runs once per buffer, vectorised). Counts decay: when
+rows that is folded into the counts when full (so the hot path only keeps references to a
+request's score and row arrays; they are concatenated and binned once per buffer,
+vectorised). Counts decay: when
 the rows exceed ``window``, everything is halved, so the figures describe the last
 ``window / 2`` to ``window`` rows of this worker, and memory is fixed.
 
@@ -108,6 +109,8 @@ class Sketch:
 
     __slots__ = (
         "_buffer_flagged",
+        "_capacity",
+        "_features",
         "_fill",
         "_scores",
         "_values",
@@ -129,34 +132,37 @@ class Sketch:
         self.flagged = 0.0
         self.updated = 0.0
         """Wall-clock time of the last fold (0: nothing folded yet)."""
-        self._scores = np.empty(buffer_rows)
-        self._values = np.empty((buffer_rows, reference.width - 1))
+        self._capacity = buffer_rows
+        self._features = reference.width - 1
+        # The requests' own arrays, copied once per fold (numpy's per-call cost made two
+        # slice copies per request cost more than the fold's one concatenation per buffer).
+        self._scores: list[FloatArray] = []
+        self._values: list[FloatArray] = []
         self._fill = 0
         self._buffer_flagged = 0
 
     def observe(self, scores: FloatArray, values: FloatArray, flagged: int) -> None:
-        """Add a request's scores, rows and flagged count (cheap: a copy; folds when full)."""
+        """Add a request's scores, rows and flagged count (cheap: two list appends; the rows
+        are binned when ``buffer_rows`` have been kept). The arrays are not modified later."""
         n = len(scores)
-        capacity = len(self._scores)
-        if self._fill + n > capacity:
+        if self._fill + n > self._capacity:
             self.fold()
-            if n > capacity:
-                self._add(scores, values[:, : self._values.shape[1]], flagged)
+            if n > self._capacity:
+                self._add(scores, values[:, : self._features], flagged)
                 return
-        end = self._fill + n
-        self._scores[self._fill : end] = scores
-        if self._values.shape[1]:
-            self._values[self._fill : end] = values[:, : self._values.shape[1]]
-        self._fill = end
+        self._scores.append(scores)
+        self._values.append(values)
+        self._fill += n
         self._buffer_flagged += flagged
 
     def fold(self) -> bool:
         """Bin the buffered rows into the counts; whether there were any."""
         if not self._fill:
             return False
-        n, self._fill = self._fill, 0
+        scores, values = np.concatenate(self._scores), np.concatenate(self._values)
+        self._scores, self._values, self._fill = [], [], 0
         flagged, self._buffer_flagged = self._buffer_flagged, 0
-        self._add(self._scores[:n], self._values[:n], flagged)
+        self._add(scores, values[:, : self._features], flagged)
         return True
 
     def _add(self, scores: FloatArray, values: FloatArray, flagged: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,12 @@ class TooManyRowsError(InvalidInputError):
 
 _NUMBERS = frozenset({float, int})
 """JSON numbers as orjson parses them (``bool`` is its own type here, so it is refused)."""
+
+_LISTS = frozenset({list})
+
+PYTHON_CHECK_VALUES = 64
+"""Up to this many values, ``matrix`` tests finiteness in Python (~0.5 us for 16 values,
+numpy's ``isfinite().all()`` ~2 us); above it numpy's per-value speed wins."""
 
 
 def matrix(
@@ -41,7 +48,7 @@ def matrix(
         raise InvalidInputError("'instances' is empty: send at least one row")
     if len(instances) > max_rows:
         raise TooManyRowsError(f"{len(instances)} rows exceed the limit of {max_rows} per request")
-    if not all(type(row) is list for row in instances):
+    if not _LISTS.issuperset(map(type, instances)):
         raise InvalidInputError(
             "expected a list of rows (2-D), each a list of numbers; wrap a single row as [[...]]"
         )
@@ -64,7 +71,17 @@ def matrix(
         array = np.array(flat, dtype=np.float64)
     except OverflowError:
         raise InvalidInputError("rows must contain only numbers within the float64 range") from None
-    return checked(array.reshape(len(instances), width), n_features=n_features)
+    values: FloatArray = array.reshape(len(instances), width)
+    # Built here as a float64 (n, width) matrix of n >= 1 rows: of ``checked`` only the
+    # finiteness test is left. A few values are tested as Python floats (numpy's per-call
+    # overhead is larger than the test); the values are the same, so is the verdict.
+    if len(flat) <= PYTHON_CHECK_VALUES:
+        finite = all(map(math.isfinite, flat))
+    else:
+        finite = bool(np.isfinite(values).all())
+    if not finite:
+        _refuse_non_finite(values)
+    return values
 
 
 def checked(array: npt.NDArray[Any], *, n_features: int | None) -> FloatArray:
@@ -83,15 +100,25 @@ def checked(array: npt.NDArray[Any], *, n_features: int | None) -> FloatArray:
         msg = f"rows have {array.shape[1]} values but the model expects {n_features} features"
         raise InvalidInputError(msg)
     values = np.ascontiguousarray(array, dtype=np.float64)
-    if not np.isfinite(values).all():
-        bad = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
-        raise InvalidInputError(f"row {bad} contains NaN or infinite values")
+    if values.size <= PYTHON_CHECK_VALUES:
+        finite = all(map(math.isfinite, values.ravel().tolist()))  # the same test, cheaper
+    else:
+        finite = bool(np.isfinite(values).all())
+    if not finite:
+        _refuse_non_finite(values)
     return values
+
+
+def _refuse_non_finite(values: FloatArray) -> None:
+    bad = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
+    raise InvalidInputError(f"row {bad} contains NaN or infinite values")
 
 
 def row_bytes(values: FloatArray) -> list[bytes]:
     """Each row's float64 bytes: its identity in the in-process cache (exact, no hashing)."""
     raw = np.ascontiguousarray(values, dtype=np.float64).tobytes()
+    if len(values) == 1 and values.ndim == 2:
+        return [raw]
     width = values.shape[1] * 8 if values.ndim == 2 else 8
     return [raw[start : start + width] for start in range(0, len(raw), width)]
 

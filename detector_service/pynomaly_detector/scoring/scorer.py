@@ -71,6 +71,14 @@ class RowScorer:
             batcher = self._batcher(name, identity, detector)
         if self.l1.max_size <= 0:
             return await batcher.submit(values, row_ids)
+        if len(row_ids) == 1:  # a single row: one key, no lists
+            key = (name, identity, row_ids[0])
+            hit = self.l1.get(key)
+            if hit is not None:
+                return np.array([hit], dtype=np.float64)
+            computed = await batcher.submit(values, row_ids)
+            self.l1.put(key, float(computed[0]))
+            return computed
         keys = [(name, identity, row_id) for row_id in row_ids]
         cached = self.l1.get_many(keys)
         missing = [index for index, score in enumerate(cached) if score is None]
@@ -118,11 +126,17 @@ class RowScorer:
             task.add_done_callback(self._background.discard)
             return out
 
+        def now(rows: FloatArray, row_ids: Sequence[bytes]) -> FloatArray:
+            return detector.score(rows)  # only batches of at most inline_rows rows
+
         batcher = MicroBatcher(
             compute,
             max_size=self.max_size,
             max_wait=self.max_wait,
             max_concurrency=self.max_concurrency,
+            # Without Redis a small batch of a fast model is one call on the loop: no task.
+            now=now if l2 is None else None,
+            now_rows=inline_rows,
         )
         self._batchers[(name, identity)] = batcher
         return batcher

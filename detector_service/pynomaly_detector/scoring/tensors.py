@@ -105,9 +105,13 @@ def dtype_of(value: object, *, label: str) -> np.dtype[Any]:
 
 def shape_of(value: object, *, label: str, max_rows: int) -> tuple[int, ...]:
     """``value`` as a tensor shape: 1 or 2 non-negative integers, rows within ``max_rows``."""
-    if not isinstance(value, Sequence) or isinstance(value, str | bytes):
+    # A JSON list (the usual case) skips the abstract-base-class check.
+    if type(value) is list:
+        dims: list[Any] = list(value)
+    elif isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        dims = list(value)
+    else:
         raise TensorError(f"{label}: 'shape' must be a list of non-negative integers")
-    dims = list(value)
     # ``type(n) is int``: JSON true/false are ints to isinstance, not dimensions.
     if not all(type(n) is int and n >= 0 for n in dims):
         raise TensorError(f"{label}: 'shape' must be a list of non-negative integers, got {dims}")
@@ -317,7 +321,7 @@ def requested_outputs(header: Mapping[str, Any]) -> list[Requested]:
     default = _flag((parameters or {}).get("binary_data_output"), "binary_data_output")
     outputs = header.get("outputs")
     if outputs is None:
-        return [Requested(name, default) for name in OUTPUTS]
+        return list(_DEFAULT_OUTPUTS[default])
     if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
         raise TensorError("'outputs' must be a list of objects with a 'name'")
     wanted: list[Requested] = []
@@ -336,6 +340,12 @@ def requested_outputs(header: Mapping[str, Any]) -> list[Requested]:
     return wanted
 
 
+_DEFAULT_OUTPUTS = {
+    binary: tuple(Requested(name, binary) for name in OUTPUTS) for binary in (False, True)
+}
+"""What a request that names no outputs gets, JSON or binary (built once: frozen)."""
+
+
 def _flag(value: object, what: str) -> bool:
     if value is None:
         return False
@@ -344,9 +354,12 @@ def _flag(value: object, what: str) -> bool:
     return value
 
 
-def output_arrays(scores: FloatArray, threshold: float) -> dict[str, Any]:
-    """Each output's array: the scores (float64) and the flags (bool)."""
-    return {"scores": scores, "is_anomaly": scores > threshold}
+def output_arrays(
+    scores: FloatArray, threshold: float, flags: npt.NDArray[np.bool_] | None = None
+) -> dict[str, Any]:
+    """Each output's array: the scores (float64) and the flags (bool; ``flags`` when the
+    caller has them already, else ``scores > threshold``)."""
+    return {"scores": scores, "is_anomaly": scores > threshold if flags is None else flags}
 
 
 def raw(array: Any) -> bytes:

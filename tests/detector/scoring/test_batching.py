@@ -94,3 +94,62 @@ async def test_requests_merge_up_to_the_row_budget_and_are_never_split() -> None
     assert all(size <= 1024 for size in calls if size != 3000)
     assert any(size > 256 for size in calls)  # 256-row requests were merged
     assert sum(calls) == 9 * 256 + 3000
+
+
+async def test_small_batches_of_a_synchronous_model_are_merged_and_computed_without_tasks() -> None:
+    """``now``: concurrent submissions still form one batch; the awaitable is not used."""
+    calls: list[int] = []
+
+    def now(rows: np.ndarray, hashes: Sequence[bytes]) -> np.ndarray:
+        calls.append(len(rows))
+        return rows[:, 0] * 2
+
+    async def never(rows: np.ndarray, hashes: Sequence[bytes]) -> np.ndarray:
+        raise AssertionError("a batch within now_rows went to the awaitable")
+
+    batcher = MicroBatcher(never, max_size=64, max_wait=0.0, now=now, now_rows=256)
+    tasks_before = len(asyncio.all_tasks())
+    pending = [
+        asyncio.ensure_future(batcher.submit(np.array([[float(i)]]), [])) for i in range(100)
+    ]
+    await asyncio.sleep(0)  # the submissions queue their rows
+    assert len(asyncio.all_tasks()) == tasks_before + 100  # no runner or call task
+    results = await asyncio.gather(*pending)
+    assert [float(result[0]) for result in results] == [2.0 * i for i in range(100)]
+    assert calls == [64, 36]  # merged up to the row budget, in submission order
+
+
+async def test_batches_beyond_now_rows_go_to_the_awaitable_model_call() -> None:
+    now_calls: list[int] = []
+    async_calls: list[int] = []
+
+    def now(rows: np.ndarray, hashes: Sequence[bytes]) -> np.ndarray:
+        now_calls.append(len(rows))
+        return rows[:, 0]
+
+    async def compute(rows: np.ndarray, hashes: Sequence[bytes]) -> np.ndarray:
+        async_calls.append(len(rows))
+        await asyncio.sleep(0.01)
+        return rows[:, 0]
+
+    batcher = MicroBatcher(compute, max_size=1024, max_wait=0.0, now=now, now_rows=8)
+    inputs = [np.full((4, 1), float(i)) for i in range(4)]  # 16 rows together: over 8
+    results = await asyncio.gather(*[batcher.submit(x, []) for x in inputs])
+    for x, result in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(result, x[:, 0])
+    assert async_calls == [16]
+    assert now_calls == []
+    # Alone, a small request is computed synchronously again.
+    assert float((await batcher.submit(np.full((2, 1), 7.0), []))[0]) == 7.0
+    assert now_calls == [2]
+
+
+async def test_an_error_of_the_synchronous_call_reaches_every_waiter() -> None:
+    def now(rows: np.ndarray, hashes: Sequence[bytes]) -> np.ndarray:
+        raise ValueError("model broke")
+
+    batcher = MicroBatcher(_double, max_size=8, max_wait=0.0, now=now, now_rows=8)
+    results = await asyncio.gather(
+        *[batcher.submit(np.ones((1, 1)), []) for _ in range(3)], return_exceptions=True
+    )
+    assert all(isinstance(result, ValueError) for result in results)

@@ -136,7 +136,7 @@ class InferenceService:
         if extras:
             arrays = await oip.output_arrays(self.plane, detection, names)
         else:
-            arrays = tensors.output_arrays(detection.scores, model.meta.threshold)
+            arrays = tensors.output_arrays(detection.scores, model.meta.threshold, detection.flags)
         response = pb.ModelInferResponse(
             model_name=model.meta.name, model_version=str(model.meta.version), id=request.id
         )
