@@ -106,7 +106,11 @@ build_node() {
     # model names. The build uses a copy of the module (in a temp dir, through -modfile
     # with a replace) whose generated file is e2e/metrics-server/openapi's (gen-openapi.sh).
     local ms="$ROOT/e2e/metrics-server" msdir tmp
+    # go list -m reports no Dir for a module not yet in the module cache (a new machine):
+    # download it first, or the copy below gets an empty path.
+    (cd "$ms" && "$GO" mod download sigs.k8s.io/metrics-server)
     msdir="$(cd "$ms" && "$GO" list -m -f '{{.Dir}}' sigs.k8s.io/metrics-server)"
+    [[ -n "$msdir" ]] || { echo "cluster: no module directory for sigs.k8s.io/metrics-server" >&2; exit 1; }
     tmp="$(mktemp -d)"
     cp -r "$msdir" "$tmp/metrics-server"
     chmod -R u+w "$tmp/metrics-server"
