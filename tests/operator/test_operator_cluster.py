@@ -10,6 +10,7 @@ Every wait polls with a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -196,17 +197,26 @@ def kube(kube_cluster: Any, kube_namespace: str, crd: None) -> Kube:
     return Kube(kube_cluster, kube_namespace)
 
 
-@pytest.fixture
-def operator(
-    kube_cluster: Any, kube_namespace: str, crd: None, tmp_path: pathlib.Path
+@contextlib.contextmanager
+def running_operator(
+    kube_cluster: Any, namespace: str, log: pathlib.Path, env: dict[str, str] | None = None
 ) -> Iterator[Operator]:
-    op = Operator(str(kube_cluster.kubeconfig), kube_namespace, tmp_path / "operator.log")
+    """An operator for ``namespace``, stopped afterwards with its log tail on stderr."""
+    op = Operator(str(kube_cluster.kubeconfig), namespace, log, env=env)
     op.start()
     try:
         yield op
     finally:
         op.stop()
         sys.stderr.write(f"--- operator log tail ---\n{op.tail()}\n")
+
+
+@pytest.fixture
+def operator(
+    kube_cluster: Any, kube_namespace: str, crd: None, tmp_path: pathlib.Path
+) -> Iterator[Operator]:
+    with running_operator(kube_cluster, kube_namespace, tmp_path / "operator.log") as op:
+        yield op
 
 
 def ready(kube: Kube, name: str, *, timeout: float = 60) -> dict[str, Any]:
@@ -750,18 +760,9 @@ def hinting_operator(
     kube_cluster: Any, kube_namespace: str, crd: None, tmp_path: pathlib.Path
 ) -> Iterator[Operator]:
     """The operator with pod hints after 2 s instead of 60 (the behaviour, not the wait)."""
-    op = Operator(
-        str(kube_cluster.kubeconfig),
-        kube_namespace,
-        tmp_path / "operator.log",
-        env={"PYNOMALY_OPERATOR_POD_HINT_AFTER_SECONDS": "2"},
-    )
-    op.start()
-    try:
+    env = {"PYNOMALY_OPERATOR_POD_HINT_AFTER_SECONDS": "2"}
+    with running_operator(kube_cluster, kube_namespace, tmp_path / "operator.log", env) as op:
         yield op
-    finally:
-        op.stop()
-        sys.stderr.write(f"--- operator log tail ---\n{op.tail()}\n")
 
 
 def test_a_stuck_component_says_why_from_its_pods(kube: Kube, hinting_operator: Operator) -> None:

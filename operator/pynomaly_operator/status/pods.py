@@ -77,9 +77,7 @@ def _rejected(pods: list[Mapping[str, Any]]) -> str | None:
     for pod in pods:
         status = pod.get("status") or {}
         if status.get("phase") == "Failed":
-            reason = status.get("reason") or "Failed"
-            message = _first_line(status.get("message"))
-            return f"pods {reason}: {message}" if message else f"pods {reason}"
+            return _pods(status.get("reason") or "Failed", status.get("message"))
     return None
 
 
@@ -87,9 +85,7 @@ def _unschedulable(pods: list[Mapping[str, Any]]) -> str | None:
     for pod in pods:
         for cond in (pod.get("status") or {}).get("conditions") or []:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
-                reason = cond.get("reason") or "Unschedulable"
-                message = _first_line(cond.get("message"))
-                return f"pods {reason}: {message}" if message else f"pods {reason}"
+                return _pods(cond.get("reason") or "Unschedulable", cond.get("message"))
     return None
 
 
@@ -113,8 +109,15 @@ def _containers(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
 
 
+def _pods(reason: str, message: object) -> str:
+    """``pods REASON: first line of MESSAGE`` (no colon without a message)."""
+    line = _first_line(message)
+    return f"pods {reason}: {line}" if line else f"pods {reason}"
+
+
 def _first_line(text: object) -> str:
-    return str(text or "").strip().splitlines()[0].strip() if str(text or "").strip() else ""
+    lines = str(text or "").strip().splitlines()
+    return lines[0].strip() if lines else ""
 
 
 def _clip(text: str) -> str:
