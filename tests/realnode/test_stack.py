@@ -259,9 +259,17 @@ def test_redis_master_deleted_under_load_fails_over_without_failed_requests(stac
             what="a master after the fault (a replica elected, or pod 0 back as master)",
         )  # fmt: skip
         outcome = "failed over to" if new != old else "no failover needed: back as master"
-        before = _dbsize(stack, new)
+        # Writes are counted as SET calls on the new master: its key count is no measure, since
+        # at maxmemory (allkeys-lru) every new key evicts an old one (CI 2026-11-30 saw the count
+        # fall, 318,164 -> 316,872, while the detectors wrote).
+        before = wait_until(
+            lambda: (n,) if (n := _set_calls(stack, new)) >= 0 else None,
+            timeout=15, what=f"INFO commandstats from {new}",
+        )[0]  # fmt: skip
         try:
-            wait_until(lambda: _dbsize(stack, new) > before, timeout=30, what=f"L2 writes on {new}")
+            wait_until(
+                lambda: _set_calls(stack, new) > before, timeout=30, what=f"L2 writes on {new}"
+            )
         except AssertionError as exc:
             # Seen once in ~7 runs (2026-11-30 CI): the new master elected, no L2 write on it
             # within 30 s. What the detectors said about Redis is what the next look needs.
@@ -290,8 +298,11 @@ def _pod_ready_with_new_uid(stack: Stack, name: str, old_uid: str) -> bool:
 
 
 def _redis_diagnostics(stack: Stack, master: str, before: int) -> str:
-    """The new master's key count and role, and each detector pod's last Redis log lines."""
-    lines = [f"dbsize on {master}: {before} -> {_dbsize(stack, master)}"]
+    """The new master's writes and keys, every role, and each detector pod's Redis view."""
+    lines = [
+        f"SET calls on {master}: {before} -> {_set_calls(stack, master)}",
+        f"dbsize on {master}: {_dbsize(stack, master)}",
+    ]
     for pod in stack.pods("redis"):
         name = pod["metadata"]["name"]
         role = stack.kubectl(
@@ -322,6 +333,19 @@ def _redis_diagnostics(stack: Stack, master: str, before: int) -> str:
         l2 = [m for m in metrics.splitlines() if 'level="l2"' in m or "l2_circuit" in m]
         lines.extend(f"  {m}" for m in l2 if not m.startswith("#"))
     return "\n".join(lines)
+
+
+def _set_calls(stack: Stack, pod: str) -> int:
+    """How many SET commands the Redis in ``pod`` has run (INFO commandstats), or -1."""
+    out = stack.kubectl(
+        "exec", pod, "-c", "redis", "--", "redis-cli", "-p", "6379", "info", "commandstats",
+        check=False,
+    )  # fmt: skip
+    for line in out.splitlines():
+        if line.startswith("cmdstat_set:"):
+            fields = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].strip().split(","))
+            return int(fields["calls"])
+    return 0 if "# Commandstats" in out else -1
 
 
 def _dbsize(stack: Stack, pod: str) -> int:
