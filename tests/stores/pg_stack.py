@@ -93,7 +93,7 @@ class PostgresStack:
             capture_output=True,
             timeout=120,
         )
-        conf = self._write(
+        self._write(
             postgres_conf.CONFIG_KEY,
             postgres_conf.postgresql_conf(
                 self.spec,
@@ -102,20 +102,8 @@ class PostgresStack:
                 unix_socket_directories=str(self.base),
             ),
         )
-        hba = self._write(postgres_conf.HBA_KEY, postgres_conf.pg_hba_conf(self.spec))
-        self.postgres = self._spawn(
-            [
-                str(BIN / "postgres"),
-                "-D",
-                str(data),
-                "-c",
-                f"config_file={conf}",
-                "-c",
-                f"hba_file={hba}",
-            ],
-            "postgres.log",
-        )
-        _wait(self._pg_ready, timeout=60, what=f"postgres ({self.base}/postgres.log)")
+        self._write(postgres_conf.HBA_KEY, postgres_conf.pg_hba_conf(self.spec))
+        self.start_postgres()
         init = self._write(postgres_conf.INIT_SCRIPT_KEY, postgres_conf.INIT_SCRIPT, mode=0o755)
         subprocess.run(
             _as_postgres(["sh", str(init)]),
@@ -148,6 +136,26 @@ class PostgresStack:
         )
         self._write(pgbouncer_ini.START_SCRIPT_KEY, pgbouncer_ini.START_SCRIPT, mode=0o755)
         self.start_bouncer()
+
+    def start_postgres(self) -> None:
+        """Start the server on the existing data directory and wait until it accepts."""
+        self.postgres = self._spawn(
+            [
+                str(BIN / "postgres"),
+                "-D",
+                str(self.base / "data"),
+                "-c",
+                f"config_file={self.base / postgres_conf.CONFIG_KEY}",
+                "-c",
+                f"hba_file={self.base / postgres_conf.HBA_KEY}",
+            ],
+            "postgres.log",
+        )
+        _wait(self._pg_ready, timeout=60, what=f"postgres ({self.base}/postgres.log)")
+
+    def stop_postgres(self) -> None:
+        """A pod deletion: fast shutdown, every server connection of PgBouncer drops."""
+        self._stop(self.postgres, signal.SIGINT)
 
     def sync_passwords(self) -> None:
         """Run the pod's postStart script: role passwords follow the (test) Secret."""

@@ -11,6 +11,7 @@ restart is survived by an open store without a restart, and no stored version is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 from collections.abc import Iterator
@@ -139,6 +140,45 @@ async def test_store_recovers_after_pgbouncer_restart(pg_stack: PostgresStack) -
         for version in before:
             assert dataclasses.asdict(version)["content_hash"]
             assert await store.artifact("restart", version.version) is not None
+    finally:
+        await store.close()
+
+
+async def test_queries_resume_within_seconds_of_postgres_coming_back(
+    pg_stack: PostgresStack,
+) -> None:
+    """A Postgres restart (pod deleted, new pod Ready) costs fits seconds, not PgBouncer's 15.
+
+    The first query after the server went away makes PgBouncer fail a login; it then waits
+    ``server_login_retry`` before trying again, holding or refusing every query meanwhile.
+    The rendered ini sets 2 s (spec.postgres.pgbouncer.serverLoginRetry): with PgBouncer's
+    default of 15 s this took 14.2 s after the server was back.
+    """
+    store = _store(pg_stack, max_size=2)
+    await store.open()
+    try:
+        saved = await store.save(_draft("pg-restart", 1))
+        pg_stack.stop_postgres()
+        waiting = asyncio.create_task(store.latest("pg-restart"))  # PgBouncer fails a login
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(pg_stack.start_postgres)
+        back = asyncio.get_running_loop().time()
+        deadline = back + 30
+        while True:
+            try:
+                latest = await store.latest("pg-restart")
+                break
+            except StoreUnavailableError:
+                assert asyncio.get_running_loop().time() < deadline, "no recovery in 30 s"
+                await asyncio.sleep(0.2)
+        resumed = asyncio.get_running_loop().time() - back
+        assert latest is not None
+        assert latest.version == saved.version
+        assert resumed < 6, f"queries resumed {resumed:.1f} s after Postgres accepted again"
+        # The first query was held past the client's deadline or refused during the pause:
+        # both are fine, as long as it ends.
+        with contextlib.suppress(StoreUnavailableError):
+            await asyncio.wait_for(waiting, timeout=35)
     finally:
         await store.close()
 

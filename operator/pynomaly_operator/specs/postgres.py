@@ -257,6 +257,13 @@ class PgBouncerSpec(StoreModel):
     server_idle_timeout: int = Field(
         default=600, ge=0, le=86_400, description="Close server connections idle this long (s)."
     )
+    server_login_retry: int = Field(
+        default=2,
+        ge=1,
+        le=600,
+        description="Seconds PgBouncer waits before it tries again a Postgres it could not log "
+        "in to. PgBouncer's own 15 s would hold every query that long after a Postgres restart.",
+    )
     resources: ComputeResources = Field(
         default_factory=default_pgbouncer_resources,
         description="Resources of each PgBouncer container (default requests 100m/64Mi, "

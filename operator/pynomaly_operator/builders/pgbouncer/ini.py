@@ -46,6 +46,7 @@ def pgbouncer_ini(
         f"reserve_pool_timeout = {b.reserve_pool_timeout}",
         f"server_lifetime = {b.server_lifetime}",
         f"server_idle_timeout = {b.server_idle_timeout}",
+        f"server_login_retry = {b.server_login_retry}",
         # asyncpg sets these at connect; PgBouncer would otherwise refuse the login.
         "ignore_startup_parameters = extra_float_digits,search_path",
         "server_reset_query = DISCARD ALL",
