@@ -172,6 +172,14 @@ def crd() -> dict[str, Any]:
         {"name": "Desired", "type": "integer", "jsonPath": ".status.replicas.desired"},
         {"name": "Algorithm", "type": "string", "jsonPath": ".spec.model.algorithm"},
         {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "priority": 1},
+        # `kubectl get ad -o wide` says why a detector is not Ready (a pod's scheduling or image
+        # error after pod_hint_after_seconds), as cert-manager's Certificate does.
+        {
+            "name": "Message",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
+            "priority": 1,
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
     return {

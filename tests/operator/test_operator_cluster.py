@@ -785,6 +785,9 @@ def test_a_stuck_component_says_why_from_its_pods(kube: Kube, hinting_operator: 
     ready_cond = kube.condition("stuck", "Ready")
     assert ready_cond is not None
     assert "Unschedulable" in ready_cond["message"]
+    wide = kube.run("get", "anomalydetector", "stuck", "-o", "wide").stdout
+    assert "MESSAGE" in wide.splitlines()[0], wide
+    assert "pods Unschedulable" in wide, wide  # the reason where users look first
     kube.apply(kube.detector("stuck", {**BASE_SPEC, "placement": {"mode": "none"}}))
     body = ready(kube, "stuck", timeout=90)
     messages = [c["message"] for c in body["status"]["conditions"]]
