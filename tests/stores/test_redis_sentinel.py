@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -92,6 +93,58 @@ async def test_cache_follows_sentinel_failover(redis_sentinel_topology: Sentinel
         )
         assert "role:slave" in cli(first_master, "info", "replication")
     finally:
+        await client.aclose()
+
+
+async def test_cache_reaches_the_new_master_soon_after_a_hung_master_is_replaced(
+    redis_sentinel_topology: SentinelTopology,
+) -> None:
+    """A master that stops answering (SIGSTOP: a hung process, or a deleted pod whose address
+    then goes nowhere) is replaced by the sentinels. With the production breaker (pauses up
+    to 10 s) and eight calls in flight at a time, writes must reach the new master within the
+    pause the breaker had reached by the election (~2 s here). Before, each of the eight
+    failures doubled the pause, so the first blip opened it for the full 10 s and writes came
+    back ~7.8 s after the election.
+    """
+    topology = redis_sentinel_topology
+    first_master = topology.master_port()
+    settings = _settings(topology).model_copy(update={"redis_backoff_max_seconds": 10.0})
+    client = redis_clients.create(settings)
+    assert client is not None
+    cache = RedisScoreCache(client, prefix="pynomaly:", ttl_seconds=60, backoff_max=10.0)
+    old = topology.node_by_port(first_master)
+    assert old.proc is not None
+
+    async def round_trip(i: int) -> bool:
+        key = cache.key("fraud", 1, i.to_bytes(16, "big"))
+        await cache.set_many([(key, float(i))])
+        return await cache.get_many([key]) == [float(i)]
+
+    try:
+        # Concurrent calls open many pooled connections, as a loaded worker's batches do.
+        assert all(await asyncio.gather(*(round_trip(i) for i in range(32))))
+        os.killpg(old.proc.pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        elected_at: float | None = None
+        resumed_at: float | None = None
+        i = 1000
+        while time.monotonic() - stopped_at < 45:
+            i += 8
+            results = await asyncio.gather(*(round_trip(i + k) for k in range(8)))
+            if elected_at is None:
+                with contextlib.suppress(Exception):
+                    if topology.master_port() != first_master:
+                        elected_at = time.monotonic()
+            if elected_at is not None and any(results):
+                resumed_at = time.monotonic()
+                break
+            await asyncio.sleep(0.1)
+        assert elected_at is not None, "no new master within 45 s"
+        assert resumed_at is not None, "L2 never reached the new master within 45 s"
+        after = resumed_at - elected_at
+        assert after < 5, f"writes reached the new master {after:.1f} s after its election"
+    finally:
+        os.killpg(old.proc.pid, signal.SIGCONT)
         await client.aclose()
 
 

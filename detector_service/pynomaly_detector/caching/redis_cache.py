@@ -40,7 +40,14 @@ class CircuitBreaker:
         return time.monotonic() >= self.open_until
 
     def failed(self) -> None:
-        """Record a failure and open for the next pause."""
+        """Record a failure and open for the next pause.
+
+        Calls already in flight when the breaker opened fail with the same outage: they do
+        not double the pause again (64 concurrent calls failing at once would otherwise open
+        it for the longest pause at the first blip).
+        """
+        if not self.allows():
+            return
         self.failures += 1
         pause = min(self.cap, self.base * 2 ** (self.failures - 1))
         self.open_until = time.monotonic() + pause

@@ -60,15 +60,28 @@ async def test_dead_redis_is_bypassed_quickly_and_resumes(redis_server: RedisSer
 
 def test_breaker_backoff_grows_and_resets() -> None:
     breaker = CircuitBreaker(base=0.01, cap=0.04)
-    breaker.failed()
-    first = breaker.open_until
-    breaker.failed()
-    breaker.failed()
-    breaker.failed()
-    assert breaker.open_until - time.monotonic() <= 0.04
-    assert breaker.open_until >= first
+    pauses = []
+    for _ in range(5):
+        while not breaker.allows():  # a probe, once the pause is over, fails again
+            time.sleep(0.002)
+        breaker.failed()
+        pauses.append(breaker.open_until - time.monotonic())
+    assert pauses[0] <= 0.01
+    assert 0.01 < pauses[1] <= 0.02
+    assert 0.02 < pauses[2] <= 0.04
+    assert max(pauses) <= 0.04  # capped
     breaker.succeeded()
     assert breaker.allows()
+
+
+def test_breaker_counts_one_outage_once_however_many_calls_were_in_flight() -> None:
+    """64 calls failing together (a loaded worker's batches at the first blip) open the
+    breaker for the first pause, not the longest: the pause grows per failed probe."""
+    breaker = CircuitBreaker(base=0.5, cap=10.0)
+    for _ in range(64):
+        breaker.failed()
+    assert breaker.failures == 1
+    assert breaker.open_until - time.monotonic() <= 0.5
 
 
 def test_parse_nodes() -> None:
