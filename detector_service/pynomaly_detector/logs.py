@@ -105,11 +105,17 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
-    logging.getLogger("uvicorn.access").disabled = True  # our middleware logs requests
+    # Our middleware logs requests. uvicorn formats its access line's arguments (client
+    # address, quoted path) for every response whenever this logger *has handlers*, its own
+    # or by propagation, even when disabled: without either, it skips that work.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:] = []
+    access.propagate = False
+    access.disabled = True
 
 
 LOG_CONFIG: dict[str, Any] = {
