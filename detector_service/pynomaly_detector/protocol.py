@@ -19,7 +19,11 @@ The read deadline is one timer per worker (``ReadDeadlines``), not a ``call_late
 request: every request has the same time to arrive, so the order in which reads start is the
 order of their deadlines; an insertion-ordered dict holds the connections still reading and
 one handle fires at the oldest one's deadline. A handle per request cost an allocation, a
-heap push and a cancel, and the cancelled handles piled up in the loop's timer heap.
+heap push and a cancel, and the cancelled handles piled up in the loop's timer heap. The
+keep-alive timeout (``timeout_keep_alive``: an idle connection is closed that long after its
+last response) is kept the same way, in a second ``ReadDeadlines`` of the worker, instead of
+uvicorn's ``call_later`` per response and its cancel when the next request arrives; the
+timeout and what happens at it are uvicorn's.
 
 uvicorn selects it by import string (``http=PROTOCOL``), so worker processes import it
 themselves; the deadline is read once per process from ``PYNOMALY_*`` settings.
@@ -96,9 +100,14 @@ class ReadDeadlines:
     the new oldest one), expires every entry past its deadline and re-arms.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, seconds: float, *, idle: bool = False
+    ) -> None:
         self.loop = loop
         self.seconds = seconds
+        self.idle = idle
+        """Keep-alive clocks: an expired protocol gets ``timeout_keep_alive_handler()``
+        (uvicorn's), not ``_expired()``."""
         self._reading: dict[GuardedHttpToolsProtocol, float] = {}
         self._timer: asyncio.TimerHandle | None = None
 
@@ -129,7 +138,10 @@ class ReadDeadlines:
                 self._timer = self.loop.call_at(deadline, self._sweep)
                 return
             del reading[protocol]
-            protocol._expired()
+            if self.idle:
+                protocol.timeout_keep_alive_handler()
+            else:
+                protocol._expired()
 
     def __len__(self) -> int:
         return len(self._reading)
@@ -148,6 +160,22 @@ def deadlines_of(loop: asyncio.AbstractEventLoop) -> ReadDeadlines:
     return found
 
 
+_idle: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, ReadDeadlines]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def idle_deadlines_of(loop: asyncio.AbstractEventLoop, seconds: float) -> ReadDeadlines:
+    """The keep-alive clocks of the protocols running on ``loop`` with ``seconds`` of it."""
+    by_seconds = _idle.get(loop)
+    if by_seconds is None:
+        by_seconds = _idle[loop] = {}
+    found = by_seconds.get(seconds)
+    if found is None:
+        found = by_seconds[seconds] = ReadDeadlines(loop, seconds, idle=True)
+    return found
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """httptools with a per-request read deadline; concurrency counted in requests."""
 
@@ -155,6 +183,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.connections = RequestsInProgress(self.connections, self.tasks)  # type: ignore[assignment]  # a view of the same set
         self._reads = deadlines_of(self.loop)
+        self._idle = idle_deadlines_of(self.loop, self.timeout_keep_alive)
         self._begun = False
         self._headers_done = False
 
@@ -164,6 +193,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._reads.disarm(self)
+        self._idle.disarm(self)  # uvicorn unsets its keep-alive only when exc is None
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
@@ -180,6 +210,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._reads.disarm(self)
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        # uvicorn's, with the keep-alive clock in the worker's idle deadlines (see the module).
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle.arm(self)
+
+    def _unset_keepalive_if_required(self) -> None:
+        # Called by uvicorn when data arrives and when the connection is lost.
+        self._idle.disarm(self)
+        super()._unset_keepalive_if_required()  # a handle uvicorn itself set, if any
 
     def _expired(self) -> None:
         if self.transport.is_closing():
