@@ -76,6 +76,12 @@ class FlatForest:
 
     def score_samples(self, rows: FloatArray) -> FloatArray:
         """sklearn's ``IsolationForest.score_samples(rows)`` (lower = more abnormal)."""
+        scores: FloatArray = -self.anomaly_scores(rows)
+        return scores
+
+    def anomaly_scores(self, rows: FloatArray) -> FloatArray:
+        """``-score_samples(rows)`` (higher = more abnormal), without negating twice: the
+        service's IsolationForest score (negation is exact, so the values are the same)."""
         x = np.asarray(rows, dtype=np.float32)
         n = x.shape[0]
         if n < SMALL_ROWS:
@@ -91,7 +97,8 @@ class FlatForest:
             ratio = np.ones_like(depths)
         else:
             ratio = depths / np.float64(self.denominator)
-        scores: FloatArray = -(2.0 ** (-ratio))
+        ratio *= -1.0
+        scores: FloatArray = 2.0**ratio
         return scores
 
     def _depths(self, x: npt.NDArray[np.float32]) -> FloatArray:
