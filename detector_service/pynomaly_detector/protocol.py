@@ -32,11 +32,18 @@ themselves; the deadline is read once per process from ``PYNOMALY_*`` settings.
 from __future__ import annotations
 
 import asyncio
+import types
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 PROTOCOL = "pynomaly_detector.protocol:GuardedHttpToolsProtocol"
 """What ``cli`` passes to uvicorn as ``http``."""
@@ -176,6 +183,92 @@ def idle_deadlines_of(loop: asyncio.AbstractEventLoop, seconds: float) -> ReadDe
     return found
 
 
+_PRESET: dict[int, tuple[tuple[bytes, bytes], bytes]] = {}
+"""id of a constant header pair -> (the pair, its rendered line): see ``preset``."""
+
+_SPECIAL = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+
+
+def preset(headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """Declare constant response header pairs (module constants, sent on every response):
+    checked and rendered once here, then written as their rendered line whenever a response
+    carries *that object*, instead of uvicorn's per-header checks (two regular expressions,
+    a lower-casing and three comparisons each). Any other pair, equal or not, takes
+    uvicorn's path; the bytes on the wire are the same either way."""
+    for header in headers:
+        name, value = header
+        if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value) or name != name.lower():
+            raise ValueError(f"not a valid lower-case header: {header!r}")
+        if name in _SPECIAL:
+            raise ValueError(f"{name!r} changes the framing: it cannot be preset")
+        _PRESET[id(header)] = (header, b"".join([name, b": ", value, b"\r\n"]))
+
+
+async def _send(self: RequestResponseCycle, message: Any) -> None:
+    """uvicorn's ``RequestResponseCycle.send`` (0.54), with the response start's preset
+    header pairs written as their rendered lines (``preset``); otherwise line for line the
+    same."""
+    if self.flow.write_paused and not self.disconnected:
+        await self.flow.drain()  # pragma: no cover  # uvicorn's back-pressure, unchanged
+
+    if self.disconnected:
+        return
+
+    if self.response_started or message["type"] != "http.response.start" or self.access_log:
+        # Bodies, every error, and uvicorn's own access line (off here: ``logs.configure``).
+        await RequestResponseCycle.send(self, message)
+        return
+
+    self.response_started = True
+    self.waiting_for_100_continue = False
+
+    status_code = message["status"]
+    headers = self.default_headers + list(message.get("headers", []))
+
+    content = [STATUS_LINE[status_code]]
+    has_connection_close = False
+    found = _PRESET.get
+    for header in headers:
+        known = found(id(header))
+        if known is not None:
+            content.append(known[1])
+            continue
+        name, value = header
+        if HEADER_RE.search(name):
+            raise RuntimeError("Invalid HTTP header name.")
+        if HEADER_VALUE_RE.search(value):
+            raise RuntimeError("Invalid HTTP header value.")
+
+        name = name.lower()
+        if name == b"content-length" and self.chunked_encoding is None:
+            self.expected_content_length = int(value.decode())
+            self.chunked_encoding = False
+        elif name == b"transfer-encoding" and value.lower() == b"chunked":
+            self.expected_content_length = 0
+            self.chunked_encoding = True
+        elif name == b"connection":
+            connection = [token.lower().strip() for token in value.split(b",")]
+            if b"close" in connection:
+                self.keep_alive = False
+                has_connection_close = True
+        content.extend([name, b": ", value, b"\r\n"])
+
+    if not self.keep_alive and not has_connection_close:
+        content.append(b"connection: close\r\n")
+
+    if (
+        self.chunked_encoding is None
+        and self.scope["method"] != "HEAD"
+        and status_code not in (204, 304)
+    ):
+        # Neither content-length nor transfer-encoding specified
+        self.chunked_encoding = True
+        content.append(b"transfer-encoding: chunked\r\n")
+
+    content.append(b"\r\n")
+    self.transport.write(b"".join(content))
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """httptools with a per-request read deadline; concurrency counted in requests."""
 
@@ -210,6 +303,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._reads.disarm(self)
         super().on_message_complete()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        # The cycle's ``send`` with preset headers (``_send``), before its task starts.
+        cycle.send = types.MethodType(_send, cycle)  # type: ignore[method-assign]  # one cycle's send, as uvicorn calls it
+        super()._start_asgi_task(cycle, app)
 
     def on_response_complete(self) -> None:
         # uvicorn's, with the keep-alive clock in the worker's idle deadlines (see the module).

@@ -32,7 +32,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pynomaly_detector import logs, metrics
+from pynomaly_detector import logs, metrics, protocol
 from pynomaly_detector.api import auth
 from pynomaly_detector.api.errors import BodyTooLargeError
 from pynomaly_detector.settings import Settings
@@ -49,6 +49,8 @@ SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 """Conservative security headers on every response."""
+
+protocol.preset(SECURITY_HEADERS)  # written by the HTTP protocol without per-request checks
 
 _CLOSING = [*SECURITY_HEADERS, (b"connection", b"close")]
 """While the worker drains after SIGTERM: clients reconnect (to another pod)."""
