@@ -24,6 +24,8 @@ _NUMBERS = frozenset({float, int})
 
 _LISTS = frozenset({list})
 
+_FLOAT64 = np.dtype(np.float64)
+
 PYTHON_CHECK_VALUES = 64
 """Up to this many values, ``matrix`` tests finiteness in Python (~0.5 us for 16 values,
 numpy's ``isfinite().all()`` ~2 us); above it numpy's per-value speed wins."""
@@ -146,7 +148,12 @@ def _refuse_non_finite(values: FloatArray) -> None:
 
 def row_bytes(values: FloatArray) -> list[bytes]:
     """Each row's float64 bytes: its identity in the in-process cache (exact, no hashing)."""
-    raw = np.ascontiguousarray(values, dtype=np.float64).tobytes()
+    # ``tobytes`` writes C order whatever the layout: only another dtype needs a conversion.
+    raw = (
+        values.tobytes()
+        if values.dtype is _FLOAT64
+        else np.ascontiguousarray(values, dtype=np.float64).tobytes()
+    )
     if len(values) == 1 and values.ndim == 2:
         return [raw]
     width = values.shape[1] * 8 if values.ndim == 2 else 8

@@ -105,3 +105,22 @@ def test_one_row_is_validated_as_the_same_row_among_others(
         return "ok", values[:1].tobytes() + repr(values[:1].shape).encode()
 
     assert outcome([row]) == outcome([row, row])
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["c", "strided", "transposed", "fortran", "float32", "big-endian", "one-row"],
+)
+def test_row_keys_are_each_rows_float64_bytes_whatever_the_layout(layout: str) -> None:
+    base = np.arange(32.0).reshape(4, 8) / 7
+    values = {
+        "c": base,
+        "strided": base[:, ::2],
+        "transposed": base.T,
+        "fortran": np.asfortranarray(base),
+        "float32": base.astype(np.float32),
+        "big-endian": base.astype(">f8"),
+        "one-row": base[1:2],
+    }[layout]
+    expected = [np.asarray(row, dtype="<f8").tobytes() for row in np.asarray(values, np.float64)]
+    assert rows.row_bytes(values) == expected
