@@ -68,18 +68,44 @@ class AccessLog:
 
     def write(self, fields: dict[str, Any]) -> None:
         """Buffer one line; a flush is scheduled on the running loop (or done now without)."""
+        timestamp = self._timestamp()
+        line = {"ts": timestamp, "level": "INFO", "logger": self.logger.name, "message": "request"}
+        self._buffer({**line, **fields})
+
+    def request(
+        self,
+        request_id: str,
+        method: str,
+        path: str,
+        status: int,
+        duration_ms: float,
+        client: str | None,
+    ) -> None:
+        """``write`` of one request's fields, without building them as a dict first."""
+        self._buffer(
+            {
+                "ts": self._timestamp(),
+                "level": "INFO",
+                "logger": self.logger.name,
+                "message": "request",
+                "request_id": request_id,
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": duration_ms,
+                "client": client,
+            }
+        )
+
+    def _timestamp(self) -> str:
         now = time.time()
         second = int(now)
         if second != self._second:  # strftime once per second, not per request
             self._second = second
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        line = {
-            "ts": f"{self._prefix}.{int((now - second) * 1000):03d}Z",
-            "level": "INFO",
-            "logger": self.logger.name,
-            "message": "request",
-            **fields,
-        }
+        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+
+    def _buffer(self, line: dict[str, Any]) -> None:
         self._stream.write(orjson.dumps(line, default=str) + b"\n")
         if self._pending:
             return
@@ -105,11 +131,17 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
-    logging.getLogger("uvicorn.access").disabled = True  # our middleware logs requests
+    # Our middleware logs requests. uvicorn formats its access line's arguments (client
+    # address, quoted path) for every response whenever this logger *has handlers*, its own
+    # or by propagation, even when disabled: without either, it skips that work.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:] = []
+    access.propagate = False
+    access.disabled = True
 
 
 LOG_CONFIG: dict[str, Any] = {

@@ -19,7 +19,11 @@ The read deadline is one timer per worker (``ReadDeadlines``), not a ``call_late
 request: every request has the same time to arrive, so the order in which reads start is the
 order of their deadlines; an insertion-ordered dict holds the connections still reading and
 one handle fires at the oldest one's deadline. A handle per request cost an allocation, a
-heap push and a cancel, and the cancelled handles piled up in the loop's timer heap.
+heap push and a cancel, and the cancelled handles piled up in the loop's timer heap. The
+keep-alive timeout (``timeout_keep_alive``: an idle connection is closed that long after its
+last response) is kept the same way, in a second ``ReadDeadlines`` of the worker, instead of
+uvicorn's ``call_later`` per response and its cancel when the next request arrives; the
+timeout and what happens at it are uvicorn's.
 
 uvicorn selects it by import string (``http=PROTOCOL``), so worker processes import it
 themselves; the deadline is read once per process from ``PYNOMALY_*`` settings.
@@ -28,11 +32,18 @@ themselves; the deadline is read once per process from ``PYNOMALY_*`` settings.
 from __future__ import annotations
 
 import asyncio
+import types
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 PROTOCOL = "pynomaly_detector.protocol:GuardedHttpToolsProtocol"
 """What ``cli`` passes to uvicorn as ``http``."""
@@ -96,9 +107,14 @@ class ReadDeadlines:
     the new oldest one), expires every entry past its deadline and re-arms.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, seconds: float, *, idle: bool = False
+    ) -> None:
         self.loop = loop
         self.seconds = seconds
+        self.idle = idle
+        """Keep-alive clocks: an expired protocol gets ``timeout_keep_alive_handler()``
+        (uvicorn's), not ``_expired()``."""
         self._reading: dict[GuardedHttpToolsProtocol, float] = {}
         self._timer: asyncio.TimerHandle | None = None
 
@@ -129,7 +145,10 @@ class ReadDeadlines:
                 self._timer = self.loop.call_at(deadline, self._sweep)
                 return
             del reading[protocol]
-            protocol._expired()
+            if self.idle:
+                protocol.timeout_keep_alive_handler()
+            else:
+                protocol._expired()
 
     def __len__(self) -> int:
         return len(self._reading)
@@ -148,6 +167,108 @@ def deadlines_of(loop: asyncio.AbstractEventLoop) -> ReadDeadlines:
     return found
 
 
+_idle: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, ReadDeadlines]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def idle_deadlines_of(loop: asyncio.AbstractEventLoop, seconds: float) -> ReadDeadlines:
+    """The keep-alive clocks of the protocols running on ``loop`` with ``seconds`` of it."""
+    by_seconds = _idle.get(loop)
+    if by_seconds is None:
+        by_seconds = _idle[loop] = {}
+    found = by_seconds.get(seconds)
+    if found is None:
+        found = by_seconds[seconds] = ReadDeadlines(loop, seconds, idle=True)
+    return found
+
+
+_PRESET: dict[int, tuple[tuple[bytes, bytes], bytes]] = {}
+"""id of a constant header pair -> (the pair, its rendered line): see ``preset``."""
+
+_SPECIAL = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+
+
+def preset(headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """Declare constant response header pairs (module constants, sent on every response):
+    checked and rendered once here, then written as their rendered line whenever a response
+    carries *that object*, instead of uvicorn's per-header checks (two regular expressions,
+    a lower-casing and three comparisons each). Any other pair, equal or not, takes
+    uvicorn's path; the bytes on the wire are the same either way."""
+    for header in headers:
+        name, value = header
+        if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value) or name != name.lower():
+            raise ValueError(f"not a valid lower-case header: {header!r}")
+        if name in _SPECIAL:
+            raise ValueError(f"{name!r} changes the framing: it cannot be preset")
+        _PRESET[id(header)] = (header, b"".join([name, b": ", value, b"\r\n"]))
+
+
+async def _send(self: RequestResponseCycle, message: Any) -> None:
+    """uvicorn's ``RequestResponseCycle.send`` (0.54), with the response start's preset
+    header pairs written as their rendered lines (``preset``); otherwise line for line the
+    same."""
+    if self.flow.write_paused and not self.disconnected:
+        await self.flow.drain()  # pragma: no cover  # uvicorn's back-pressure, unchanged
+
+    if self.disconnected:
+        return
+
+    if self.response_started or message["type"] != "http.response.start" or self.access_log:
+        # Bodies, every error, and uvicorn's own access line (off here: ``logs.configure``).
+        await RequestResponseCycle.send(self, message)
+        return
+
+    self.response_started = True
+    self.waiting_for_100_continue = False
+
+    status_code = message["status"]
+    headers = self.default_headers + list(message.get("headers", []))
+
+    content = [STATUS_LINE[status_code]]
+    has_connection_close = False
+    found = _PRESET.get
+    for header in headers:
+        known = found(id(header))
+        if known is not None:
+            content.append(known[1])
+            continue
+        name, value = header
+        if HEADER_RE.search(name):
+            raise RuntimeError("Invalid HTTP header name.")
+        if HEADER_VALUE_RE.search(value):
+            raise RuntimeError("Invalid HTTP header value.")
+
+        name = name.lower()
+        if name == b"content-length" and self.chunked_encoding is None:
+            self.expected_content_length = int(value.decode())
+            self.chunked_encoding = False
+        elif name == b"transfer-encoding" and value.lower() == b"chunked":
+            self.expected_content_length = 0
+            self.chunked_encoding = True
+        elif name == b"connection":
+            connection = [token.lower().strip() for token in value.split(b",")]
+            if b"close" in connection:
+                self.keep_alive = False
+                has_connection_close = True
+        content.extend([name, b": ", value, b"\r\n"])
+
+    if not self.keep_alive and not has_connection_close:
+        content.append(b"connection: close\r\n")
+
+    if (
+        self.chunked_encoding is None
+        and self.scope["method"] != "HEAD"
+        and status_code not in (204, 304)
+    ):
+        # Neither content-length nor transfer-encoding specified
+        self.chunked_encoding = True
+        content.append(b"transfer-encoding: chunked\r\n")
+
+    content.append(b"\r\n")
+    self.transport.write(b"".join(content))
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """httptools with a per-request read deadline; concurrency counted in requests."""
 
@@ -155,6 +276,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.connections = RequestsInProgress(self.connections, self.tasks)  # type: ignore[assignment]  # a view of the same set
         self._reads = deadlines_of(self.loop)
+        self._idle = idle_deadlines_of(self.loop, self.timeout_keep_alive)
         self._begun = False
         self._headers_done = False
 
@@ -164,6 +286,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._reads.disarm(self)
+        self._idle.disarm(self)  # uvicorn unsets its keep-alive only when exc is None
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
@@ -180,6 +303,29 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._reads.disarm(self)
         super().on_message_complete()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        # The cycle's ``send`` with preset headers (``_send``), before its task starts.
+        cycle.send = types.MethodType(_send, cycle)  # type: ignore[method-assign]  # one cycle's send, as uvicorn calls it
+        super()._start_asgi_task(cycle, app)
+
+    def on_response_complete(self) -> None:
+        # uvicorn's, with the keep-alive clock in the worker's idle deadlines (see the module).
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle.arm(self)
+
+    def _unset_keepalive_if_required(self) -> None:
+        # Called by uvicorn when data arrives and when the connection is lost.
+        self._idle.disarm(self)
+        super()._unset_keepalive_if_required()  # a handle uvicorn itself set, if any
 
     def _expired(self) -> None:
         if self.transport.is_closing():

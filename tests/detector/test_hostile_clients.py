@@ -227,3 +227,23 @@ def test_slow_clients_starve_neither_requests_nor_probes(tmp_path: Path) -> None
         finally:
             for sock in slow:
                 sock.close()
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_timeout_keep_alive(
+    tmp_path: Path,
+) -> None:
+    """uvicorn's keep-alive timeout, kept by the worker's one idle clock: open until then
+    (a second request on it is served), closed after it."""
+    with detector_process(tmp_path, workers=1, TIMEOUT_KEEP_ALIVE="2") as running:
+        request = b"GET /v2/health/live HTTP/1.1\r\nhost: detector\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", running.port)) as sock:
+            sock.sendall(request)
+            assert _response(sock, within=5).startswith(b"HTTP/1.1 200")
+            time.sleep(1.0)  # idle for half the timeout: still open, the clock restarts
+            sock.sendall(request)
+            assert _response(sock, within=5).startswith(b"HTTP/1.1 200")
+            started = time.monotonic()
+            sock.settimeout(10)
+            assert sock.recv(1024) == b""  # closed by the server
+            waited = time.monotonic() - started
+        assert 1.5 < waited < 4.0, waited

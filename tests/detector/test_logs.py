@@ -21,3 +21,31 @@ async def test_access_lines_are_buffered_then_flushed_as_json() -> None:
     assert {"ts", "level", "logger", "message"} <= set(lines[0])
     assert lines[0]["logger"] == "pynomaly.access"
     assert lines[0]["ts"].endswith("Z")
+
+
+def test_uvicorn_formats_no_access_line_of_its_own() -> None:
+    # uvicorn's protocol builds its access line's arguments for every response when
+    # ``uvicorn.access`` has handlers (by propagation too), even if the logger is disabled.
+    import logging
+
+    names = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
+    saved = [
+        (logging.getLogger(n), logging.getLogger(n).handlers[:], logging.getLogger(n).propagate)
+        for n in names
+    ]
+    saved_levels = [(logger, logger.level, logger.disabled) for logger, _, _ in saved]
+    try:
+        logs.configure("INFO")
+        access = logging.getLogger("uvicorn.access")
+        assert not access.hasHandlers()
+        assert not access.isEnabledFor(logging.INFO)
+        error = logging.getLogger("uvicorn.error")
+        assert error.hasHandlers()  # still logged, as JSON
+        assert error.isEnabledFor(logging.INFO)
+    finally:
+        for logger, handlers, propagate in saved:
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
+        for logger, level, disabled in saved_levels:
+            logger.setLevel(level)
+            logger.disabled = disabled

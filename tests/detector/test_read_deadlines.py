@@ -70,3 +70,31 @@ async def test_arming_again_restarts_the_clock_and_keeps_the_deadline_order() ->
     assert expired == ["other"]  # kept has ~0.15 s left
     await asyncio.sleep(0.3)
     assert expired == ["other", "kept"]
+
+
+class Idle:
+    """A stand-in keep-alive connection: records when uvicorn's handler would close it."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name = name
+        self.log = log
+
+    def timeout_keep_alive_handler(self) -> None:
+        self.log.append(self.name)
+
+    def _expired(self) -> None:
+        raise AssertionError("a keep-alive clock must not expire a read")
+
+
+async def test_keep_alive_clocks_close_idle_connections_that_get_no_new_request() -> None:
+    loop = asyncio.get_running_loop()
+    closed: list[str] = []
+    idle = ReadDeadlines(loop, 0.4, idle=True)
+    quiet, busy = Idle("quiet", closed), Idle("busy", closed)
+    idle.arm(quiet)  # type: ignore[arg-type]  # a stand-in with the one method used
+    idle.arm(busy)  # type: ignore[arg-type]  # as above
+    await asyncio.sleep(0.2)
+    idle.disarm(busy)  # type: ignore[arg-type]  # its next request arrived
+    await asyncio.sleep(0.35)
+    assert closed == ["quiet"]
+    assert len(idle) == 0

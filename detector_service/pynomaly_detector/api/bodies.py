@@ -24,6 +24,7 @@ from fastapi import Request
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from pynomaly_detector import protocol
 from pynomaly_detector.api.errors import BadRequestError
 from pynomaly_detector.scoring.rows import TooManyRowsError
 
@@ -129,6 +130,10 @@ async def json_object(request: Request, bound: Bound | None = None) -> dict[str,
     return loads_object(raw)
 
 
+_CONTENT_TYPE = (b"content-type", b"application/json")
+protocol.preset([_CONTENT_TYPE])  # written by the HTTP protocol without per-request checks
+
+
 class JSONBytes(Response):
     """A response of JSON bytes already serialised: Starlette's ``Response`` with the same
     headers (content-length, content-type), built without its content and header checks."""
@@ -139,10 +144,7 @@ class JSONBytes(Response):
         self.status_code = status_code
         self.background = None
         self.body = body
-        self.raw_headers = [
-            (b"content-length", str(len(body)).encode()),
-            (b"content-type", b"application/json"),
-        ]
+        self.raw_headers = [(b"content-length", str(len(body)).encode()), _CONTENT_TYPE]
 
 
 def json_response(body: Any, *, status: int = 200) -> Response:

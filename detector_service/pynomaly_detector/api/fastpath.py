@@ -33,13 +33,31 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 _PATH = re.compile(r"^/(?:v1/models/([^/]+)/detect|v2/models/([^/]+)/infer)$")
 
+_MATCHED: dict[str, tuple[bool, str] | None] = {}
+"""Path -> (v1?, model name), or None for other paths: clients repeat a few paths, and
+``is_scoring`` and ``ScoringRoutes`` both need the match (bounded: cleared when full)."""
+_MATCHED_MAX = 4096
+
+
+def _match(path: str) -> tuple[bool, str] | None:
+    try:
+        return _MATCHED[path]
+    except KeyError:
+        pass
+    found = _PATH.match(path)
+    matched = (
+        None if found is None else (found.group(1) is not None, found.group(1) or found.group(2))
+    )
+    if len(_MATCHED) >= _MATCHED_MAX:
+        _MATCHED.clear()
+    _MATCHED[path] = matched
+    return matched
+
 
 def is_scoring(scope: Scope) -> bool:
     """Whether ``scope`` is a scoring request (``POST`` detect or infer)."""
     return (
-        scope["type"] == "http"
-        and scope["method"] == "POST"
-        and _PATH.match(scope["path"]) is not None
+        scope["type"] == "http" and scope["method"] == "POST" and _match(scope["path"]) is not None
     )
 
 
@@ -52,13 +70,14 @@ class ScoringRoutes:
         self._infer = by_path.get("/v2/models/{name}/infer")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = _PATH.match(scope["path"])
+        match = _match(scope["path"])
         assert match is not None  # is_scoring chose this layer
         endpoint: Endpoint
-        if match.group(1) is not None:
-            endpoint, route, name = scoring.detect, self._detect, match.group(1)
+        v1, name = match
+        if v1:
+            endpoint, route = scoring.detect, self._detect
         else:
-            endpoint, route, name = scoring.infer, self._infer, match.group(2)
+            endpoint, route = scoring.infer, self._infer
         scope["route"] = route  # the metrics label requests by route template
         scope["path_params"] = {"name": name}
         try:

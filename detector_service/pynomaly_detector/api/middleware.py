@@ -32,7 +32,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pynomaly_detector import logs, metrics
+from pynomaly_detector import logs, metrics, protocol
 from pynomaly_detector.api import auth
 from pynomaly_detector.api.errors import BodyTooLargeError
 from pynomaly_detector.settings import Settings
@@ -49,6 +49,8 @@ SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 """Conservative security headers on every response."""
+
+protocol.preset(SECURITY_HEADERS)  # written by the HTTP protocol without per-request checks
 
 _CLOSING = [*SECURITY_HEADERS, (b"connection", b"close")]
 """While the worker drains after SIGTERM: clients reconnect (to another pod)."""
@@ -274,15 +276,15 @@ class Edge:
                     )
                     await edge_send({"type": "http.response.body", "body": payload})
                     return
-            if self._refuse_length(length):
+            declared = length is not None and length.isdigit()
+            if declared and self._refuse_length(length):
                 await _send_all(edge_send, self._too_large)
                 return
             watch = self.deadlines.watch()
             # A declared length within the limit is the body's length (the HTTP parser reads
             # exactly that many bytes): only bodies without one are counted as they arrive.
-            counted = receive if length is not None and length.isdigit() else None
             try:
-                await app(scope, counted or self._counted(receive), edge_send)
+                await app(scope, receive if declared else self._counted(receive), edge_send)
             except asyncio.CancelledError:
                 if watch is None or not watch.expired:
                     raise
@@ -316,15 +318,13 @@ class Edge:
             if self.log is not None and self.log.enabled():
                 client = scope.get("client")
                 assert request_id is not None  # set for every monitored request here
-                self.log.write(
-                    {
-                        "request_id": request_id.decode(errors="replace"),
-                        "method": scope["method"],
-                        "path": path,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 3),
-                        "client": client[0] if client else None,
-                    }
+                self.log.request(
+                    request_id.decode(errors="replace"),
+                    scope["method"],
+                    path,
+                    status,
+                    round(elapsed * 1000, 3),
+                    client[0] if client else None,
                 )
 
     def _refuse_length(self, length: bytes | None) -> bool:

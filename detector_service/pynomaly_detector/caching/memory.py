@@ -104,9 +104,11 @@ class TTLCache(Generic[K, V]):
         if self.max_size <= 0:
             return
         expires = time.monotonic() + self.ttl if self.ttl > 0 else float("inf")
-        self._entries[key] = (expires, value)
-        self._entries.move_to_end(key)
-        self._evict()
+        entries = self._entries
+        entries[key] = (expires, value)
+        entries.move_to_end(key)
+        if len(entries) > self.max_size:
+            self._evict()
 
     def _evict(self) -> None:
         entries = self._entries

@@ -99,14 +99,15 @@ class FittedDetector:
         """Scored in numpy in microseconds per row (flattened forest, ECOD/COPOD scorer)."""
         return self.flat_forest is not None or self.ecdf is not None
 
-    def score(self, rows: FloatArray) -> FloatArray:
-        """Anomaly scores of the rows of ``rows`` (higher = more anomalous)."""
+    def score(self, rows: FloatArray, *, finite: bool = False) -> FloatArray:
+        """Anomaly scores of the rows of ``rows`` (higher = more anomalous). ``finite``: the
+        caller has checked that every value is finite (the scoring path refuses the others)."""
         if self.ecdf is not None:
             return self.ecdf.score(rows)
-        if self.flat_forest is not None and np.isfinite(rows).all():
-            samples = self.flat_forest.score_samples(rows)
+        if self.flat_forest is not None and (finite or np.isfinite(rows).all()):
             if self.algorithm == "IsolationForest":
-                return -samples
+                return self.flat_forest.anomaly_scores(rows)
+            samples = self.flat_forest.score_samples(rows)
             # PyOD: invert_order(decision_function) = -(score_samples - offset_).
             flipped: FloatArray = -(samples - self.estimator.detector_.offset_)
             return flipped

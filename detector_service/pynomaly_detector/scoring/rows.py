@@ -24,6 +24,8 @@ _NUMBERS = frozenset({float, int})
 
 _LISTS = frozenset({list})
 
+_FLOAT64 = np.dtype(np.float64)
+
 PYTHON_CHECK_VALUES = 64
 """Up to this many values, ``matrix`` tests finiteness in Python (~0.5 us for 16 values,
 numpy's ``isfinite().all()`` ~2 us); above it numpy's per-value speed wins."""
@@ -48,6 +50,8 @@ def matrix(
         raise InvalidInputError("'instances' is empty: send at least one row")
     if len(instances) > max_rows:
         raise TooManyRowsError(f"{len(instances)} rows exceed the limit of {max_rows} per request")
+    if len(instances) == 1 and type(instances[0]) is list:
+        return _one_row(instances[0], n_features=n_features, max_features=max_features)
     if not _LISTS.issuperset(map(type, instances)):
         raise InvalidInputError(
             "expected a list of rows (2-D), each a list of numbers; wrap a single row as [[...]]"
@@ -77,6 +81,34 @@ def matrix(
     # overhead is larger than the test); the values are the same, so is the verdict.
     if len(flat) <= PYTHON_CHECK_VALUES:
         finite = all(map(math.isfinite, flat))
+    else:
+        finite = bool(np.isfinite(values).all())
+    if not finite:
+        _refuse_non_finite(values)
+    return values
+
+
+def _one_row(row: list[Any], *, n_features: int | None, max_features: int | None) -> FloatArray:
+    """``matrix`` of one row (the common single-row request): the same checks in the same
+    order, without flattening a list of one list."""
+    width = len(row)
+    if n_features is not None and width != n_features:
+        msg = f"rows have {width} values but the model expects {n_features} features"
+        raise InvalidInputError(msg)
+    if max_features is not None and width > max_features:
+        msg = f"rows have {width} values; at most {max_features} features are accepted"
+        raise InvalidInputError(msg)
+    if not _NUMBERS.issuperset(map(type, row)):
+        raise InvalidInputError(
+            "rows must contain only numbers (no strings, booleans, nulls or nested lists)"
+        )
+    try:
+        array = np.array(row, dtype=np.float64)
+    except OverflowError:
+        raise InvalidInputError("rows must contain only numbers within the float64 range") from None
+    values: FloatArray = array.reshape(1, width)
+    if width <= PYTHON_CHECK_VALUES:
+        finite = all(map(math.isfinite, row))
     else:
         finite = bool(np.isfinite(values).all())
     if not finite:
@@ -116,7 +148,12 @@ def _refuse_non_finite(values: FloatArray) -> None:
 
 def row_bytes(values: FloatArray) -> list[bytes]:
     """Each row's float64 bytes: its identity in the in-process cache (exact, no hashing)."""
-    raw = np.ascontiguousarray(values, dtype=np.float64).tobytes()
+    # ``tobytes`` writes C order whatever the layout: only another dtype needs a conversion.
+    raw = (
+        values.tobytes()
+        if values.dtype is _FLOAT64
+        else np.ascontiguousarray(values, dtype=np.float64).tobytes()
+    )
     if len(values) == 1 and values.ndim == 2:
         return [raw]
     width = values.shape[1] * 8 if values.ndim == 2 else 8

@@ -63,7 +63,8 @@ class RowScorer:
     async def score(
         self, name: str, identity: str, detector: FittedDetector, values: FloatArray
     ) -> FloatArray:
-        """Scores of ``values`` (n, d) under the model ``identity`` of ``name``."""
+        """Scores of ``values`` (n, d) under the model ``identity`` of ``name``: request rows
+        already validated (``rows.matrix`` / ``rows.checked``: finite float64)."""
         caching = self.l1.max_size > 0 or self.l2 is not None
         row_ids = rowing.row_bytes(values) if caching else []
         batcher = self._batchers.get((name, identity))
@@ -127,7 +128,8 @@ class RowScorer:
             return out
 
         def now(rows: FloatArray, row_ids: Sequence[bytes]) -> FloatArray:
-            return detector.score(rows)  # only batches of at most inline_rows rows
+            # Only batches of at most inline_rows rows; rows of requests, checked finite.
+            return detector.score(rows, finite=True)
 
         batcher = MicroBatcher(
             compute,

@@ -120,3 +120,32 @@ def test_an_estimator_it_cannot_reproduce_is_left_to_sklearn() -> None:
     estimator = IsolationForest(n_estimators=5, random_state=0).fit(TRAIN)
     del estimator._decision_path_lengths
     assert forest.build(estimator) is None
+
+
+@pytest.mark.parametrize("size", [2, 3, forest.SMALL_ROWS - 1, forest.SMALL_ROWS, 70])
+def test_a_row_scores_the_same_in_any_batch_of_several(size: int) -> None:
+    # A few rows and many rows take different walks; a row's score must not depend on the
+    # rows it was batched with (the micro-batcher merges requests). (One row alone sums its
+    # trees' depths in another order: equal within the tolerance, not bit for bit.)
+    estimator = IsolationForest(n_estimators=25, random_state=5).fit(TRAIN)
+    flat = forest.build(estimator)
+    assert flat is not None
+    rows = query_rows(TRAIN)[: size * 3]
+    together = flat.score_samples(rows)
+    batched = np.concatenate(
+        [flat.score_samples(rows[start : start + size]) for start in range(0, len(rows), size)]
+    )
+    assert np.array_equal(batched, together)
+    assert_same(together, estimator.score_samples(rows))
+    alone = np.concatenate([flat.score_samples(row[None, :]) for row in rows])
+    assert_same(alone, together)
+
+
+def test_small_batches_of_a_one_sample_forest_score_one_half() -> None:
+    estimator = IsolationForest(n_estimators=3, max_samples=1, random_state=0).fit(TRAIN)
+    flat = forest.build(estimator)
+    assert flat is not None
+    for size in (1, 4, forest.SMALL_ROWS + 1):
+        rows = TRAIN[:size]
+        assert_same(flat.score_samples(rows), estimator.score_samples(rows))
+        assert np.all(flat.score_samples(rows) == -0.5)
