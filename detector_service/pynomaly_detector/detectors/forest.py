@@ -116,11 +116,10 @@ class FlatForest:
                 step = node + node
                 step += right
                 node = children[step]
-            # ``np.add.reduce`` is what ``ndarray.sum`` calls, without its Python wrapper.
-            # (numpy adds a (trees, 1) column pairwise, not tree after tree: a row scored
-            # alone can differ from sklearn's score, and from the same row scored in a
-            # batch, in the last bit, well within ``TOLERANCE``. Kept: responses unchanged.)
-            one: FloatArray = np.add.reduce(self.leaf_depth[node].reshape(trees, 1), axis=0)
+            # Summed tree after tree, as sklearn and the batched path below do: a reduce over
+            # one column adds pairwise, and a row scored alone differed in the last bit from
+            # the same row scored in a batch (70 % of rows). ``cumsum`` adds in order.
+            one: FloatArray = np.cumsum(self.leaf_depth[node])[-1:]
             return one
         if n < SMALL_ROWS:
             node = np.repeat(self.roots, n)
