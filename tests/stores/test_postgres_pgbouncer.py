@@ -84,6 +84,19 @@ async def _client(stack: PostgresStack, i: int) -> ModelVersion:
         await store.close()
 
 
+async def _latest_once_answered(
+    store: PostgresStore, name: str, *, within: float
+) -> ModelVersion | None:
+    """``store.latest(name)`` retried every 0.2 s while the store is unavailable (bounded)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            return await store.latest(name)
+        except StoreUnavailableError:
+            assert asyncio.get_running_loop().time() < deadline, f"no recovery in {within:g} s"
+            await asyncio.sleep(0.2)
+
+
 async def test_64_clients_fit_and_load_through_pgbouncer(pg_stack: PostgresStack) -> None:
     saved = await asyncio.gather(*(_client(pg_stack, i) for i in range(CLIENTS)))
     by_model: dict[str, list[int]] = {}
@@ -123,14 +136,7 @@ async def test_store_recovers_after_pgbouncer_restart(pg_stack: PostgresStack) -
             await store.latest("restart")
         pg_stack.start_bouncer()
         # The same store object (same pool) works again, no process restart needed.
-        deadline = asyncio.get_running_loop().time() + 20
-        while True:
-            try:
-                latest = await store.latest("restart")
-                break
-            except StoreUnavailableError:
-                assert asyncio.get_running_loop().time() < deadline, "no recovery in 20 s"
-                await asyncio.sleep(0.2)
+        latest = await _latest_once_answered(store, "restart", within=20)
         assert latest is not None
         assert latest.version == before[-1].version
         after = await store.save(_draft("restart", 99))
@@ -163,14 +169,7 @@ async def test_queries_resume_within_seconds_of_postgres_coming_back(
         await asyncio.sleep(1.0)
         await asyncio.to_thread(pg_stack.start_postgres)
         back = asyncio.get_running_loop().time()
-        deadline = back + 30
-        while True:
-            try:
-                latest = await store.latest("pg-restart")
-                break
-            except StoreUnavailableError:
-                assert asyncio.get_running_loop().time() < deadline, "no recovery in 30 s"
-                await asyncio.sleep(0.2)
+        latest = await _latest_once_answered(store, "pg-restart", within=30)
         resumed = asyncio.get_running_loop().time() - back
         assert latest is not None
         assert latest.version == saved.version

@@ -51,7 +51,10 @@ def matrix(
     if len(instances) > max_rows:
         raise TooManyRowsError(f"{len(instances)} rows exceed the limit of {max_rows} per request")
     if len(instances) == 1 and type(instances[0]) is list:
-        return _one_row(instances[0], n_features=n_features, max_features=max_features)
+        # The common single-row request: the same checks, without flattening a list of one.
+        row = instances[0]
+        _check_width(len(row), n_features=n_features, max_features=max_features)
+        return _values(row, rows=1, width=len(row))
     if not _LISTS.issuperset(map(type, instances)):
         raise InvalidInputError(
             "expected a list of rows (2-D), each a list of numbers; wrap a single row as [[...]]"
@@ -60,13 +63,22 @@ def matrix(
     if len(widths) != 1:
         raise InvalidInputError("rows must be lists of numbers, all of the same length")
     (width,) = widths
+    _check_width(width, n_features=n_features, max_features=max_features)
+    return _values(list(itertools.chain.from_iterable(instances)), rows=len(instances), width=width)
+
+
+def _check_width(width: int, *, n_features: int | None, max_features: int | None) -> None:
     if n_features is not None and width != n_features:
         msg = f"rows have {width} values but the model expects {n_features} features"
         raise InvalidInputError(msg)
     if max_features is not None and width > max_features:
         msg = f"rows have {width} values; at most {max_features} features are accepted"
         raise InvalidInputError(msg)
-    flat = list(itertools.chain.from_iterable(instances))
+
+
+def _values(flat: list[Any], *, rows: int, width: int) -> FloatArray:
+    """The row-major values of ``rows`` rows of ``width`` (already checked) as a float64
+    matrix, after the type check and, last, the finiteness test of ``checked``."""
     if not _NUMBERS.issuperset(map(type, flat)):
         raise InvalidInputError(
             "rows must contain only numbers (no strings, booleans, nulls or nested lists)"
@@ -75,40 +87,11 @@ def matrix(
         array = np.array(flat, dtype=np.float64)
     except OverflowError:
         raise InvalidInputError("rows must contain only numbers within the float64 range") from None
-    values: FloatArray = array.reshape(len(instances), width)
-    # Built here as a float64 (n, width) matrix of n >= 1 rows: of ``checked`` only the
-    # finiteness test is left. A few values are tested as Python floats (numpy's per-call
-    # overhead is larger than the test); the values are the same, so is the verdict.
+    values: FloatArray = array.reshape(rows, width)
+    # A few values are tested as Python floats (numpy's per-call overhead is larger than the
+    # test); the values are the same, so is the verdict.
     if len(flat) <= PYTHON_CHECK_VALUES:
         finite = all(map(math.isfinite, flat))
-    else:
-        finite = bool(np.isfinite(values).all())
-    if not finite:
-        _refuse_non_finite(values)
-    return values
-
-
-def _one_row(row: list[Any], *, n_features: int | None, max_features: int | None) -> FloatArray:
-    """``matrix`` of one row (the common single-row request): the same checks in the same
-    order, without flattening a list of one list."""
-    width = len(row)
-    if n_features is not None and width != n_features:
-        msg = f"rows have {width} values but the model expects {n_features} features"
-        raise InvalidInputError(msg)
-    if max_features is not None and width > max_features:
-        msg = f"rows have {width} values; at most {max_features} features are accepted"
-        raise InvalidInputError(msg)
-    if not _NUMBERS.issuperset(map(type, row)):
-        raise InvalidInputError(
-            "rows must contain only numbers (no strings, booleans, nulls or nested lists)"
-        )
-    try:
-        array = np.array(row, dtype=np.float64)
-    except OverflowError:
-        raise InvalidInputError("rows must contain only numbers within the float64 range") from None
-    values: FloatArray = array.reshape(1, width)
-    if width <= PYTHON_CHECK_VALUES:
-        finite = all(map(math.isfinite, row))
     else:
         finite = bool(np.isfinite(values).all())
     if not finite:
