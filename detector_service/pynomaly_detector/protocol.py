@@ -271,7 +271,7 @@ async def _send(self: RequestResponseCycle, message: Any) -> None:
 class _PresetCycle(RequestResponseCycle):
     """uvicorn's request-response cycle with ``send`` writing preset headers (``_send``)."""
 
-    send = _send  # type: ignore[assignment]  # the same signature, as a plain function
+    send = _send  # the same signature, as a plain function
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
