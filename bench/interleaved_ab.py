@@ -142,6 +142,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--base-port", type=int, default=18801)
     parser.add_argument("--out", type=Path, default=BENCH / ".work" / "interleaved.json")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="load the three servers at the same time (one wrk each) instead of in turn",
+    )
     args = parser.parse_args()
     if not (RUN / "ours-models").is_dir():
         raise SystemExit(f"no {RUN}/ours-models: run detector_bench.py once first")
@@ -151,27 +156,52 @@ def main() -> None:
     offsets: dict[tuple[str, str], int] = {}
     results: list[dict[str, object]] = []
 
-    def cell(name: str, endpoint: str, seconds: int) -> tuple[float, float, int]:
+    def launch(name: str, endpoint: str, seconds: int) -> tuple[subprocess.Popen[str], float]:
         proc, port = servers.procs[name]
         offset = offsets.get((name, endpoint), 0)
-        before = _cpu_seconds(proc.pid)
         wrk = ["taskset", "-c", "1", "wrk", "-t1", f"-c{args.connections}", f"-d{seconds}s"]
         target = ["-s", str(BENCH / "wrk_post.lua"), f"http://127.0.0.1:{port}"]
         script_args = ["--", PATHS[endpoint], str(BODIES / f"{endpoint}-single.jsonl"), str(offset)]
-        out = subprocess.run(
-            [*wrk, "--timeout", "10s", *target, *script_args],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=seconds + 60,
-        ).stdout
-        used = _cpu_seconds(proc.pid) - before
+        before = _cpu_seconds(proc.pid)
+        load = subprocess.Popen(
+            [*wrk, "--timeout", "10s", *target, *script_args], stdout=subprocess.PIPE, text=True
+        )
+        return load, before
+
+    def finish(
+        name: str, endpoint: str, load: subprocess.Popen[str], before: float, seconds: int
+    ) -> tuple[float, float, int]:
+        out, _ = load.communicate(timeout=seconds + 60)
+        if load.returncode:
+            raise SystemExit(f"wrk against {name} failed ({load.returncode})")
+        used = _cpu_seconds(servers.procs[name][0].pid) - before
         line = next(x for x in out.splitlines() if x.startswith("WRKJSON"))
         data = json.loads(line.removeprefix("WRKJSON "))
-        offsets[(name, endpoint)] = offset + data["requests"]
+        offsets[(name, endpoint)] = offsets.get((name, endpoint), 0) + data["requests"]
         errors = sum(v for k, v in data.items() if k.startswith("errors"))
         rps = data["requests"] / (data["duration_us"] / 1e6)
         return rps, 1e6 * used / max(data["requests"], 1), errors
+
+    def cell(name: str, endpoint: str, seconds: int) -> tuple[float, float, int]:
+        load, before = launch(name, endpoint, seconds)
+        return finish(name, endpoint, load, before, seconds)
+
+    def record(endpoint: str, r: int, name: str, measured: tuple[float, float, int]) -> None:
+        rps, cpu_us, errors = measured
+        results.append(
+            {
+                "ep": endpoint,
+                "round": r,
+                "server": name,
+                "mode": "together" if args.together else "interleaved",
+                "rps": rps,
+                "cpu_us": cpu_us,
+                "errors": errors,
+                "load": os.getloadavg()[0],
+                "t": time.strftime("%H:%M:%S", time.gmtime()),
+            }
+        )
+        print(json.dumps(results[-1]), flush=True)
 
     try:
         servers.start(args.base_port)
@@ -179,22 +209,16 @@ def main() -> None:
             for name in servers.procs:
                 cell(name, endpoint, 1)  # warm-up
             for r in range(args.rounds):
+                if args.together:
+                    # Every server under load at once, sharing CPU 0 slice by slice: the
+                    # VM's speed changes hit all of them alike, so their ratios hold.
+                    started = {name: launch(name, endpoint, args.seconds) for name in servers.procs}
+                    for name, (load, before) in started.items():
+                        record(endpoint, r, name, finish(name, endpoint, load, before, args.seconds))
+                    continue
                 order = list(servers.procs)
                 for name in order if r % 2 == 0 else reversed(order):
-                    rps, cpu_us, errors = cell(name, endpoint, args.seconds)
-                    results.append(
-                        {
-                            "ep": endpoint,
-                            "round": r,
-                            "server": name,
-                            "rps": rps,
-                            "cpu_us": cpu_us,
-                            "errors": errors,
-                            "load": os.getloadavg()[0],
-                            "t": time.strftime("%H:%M:%S", time.gmtime()),
-                        }
-                    )
-                    print(json.dumps(results[-1]), flush=True)
+                    record(endpoint, r, name, cell(name, endpoint, args.seconds))
     finally:
         servers.stop()
         shutil.rmtree(scratch, ignore_errors=True)
