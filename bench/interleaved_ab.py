@@ -214,7 +214,8 @@ def main() -> None:
                     # VM's speed changes hit all of them alike, so their ratios hold.
                     started = {name: launch(name, endpoint, args.seconds) for name in servers.procs}
                     for name, (load, before) in started.items():
-                        record(endpoint, r, name, finish(name, endpoint, load, before, args.seconds))
+                        measured = finish(name, endpoint, load, before, args.seconds)
+                        record(endpoint, r, name, measured)
                     continue
                 order = list(servers.procs)
                 for name in order if r % 2 == 0 else reversed(order):

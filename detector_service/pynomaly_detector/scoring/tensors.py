@@ -295,6 +295,48 @@ def json_inputs(
     return features(arrays, n_features=n_features, max_rows=max_rows)
 
 
+def one_row(header: Mapping[str, Any], n_features: int) -> FloatArray | None:
+    """The common REST request decoded directly: one JSON tensor of one row of ``n_features``
+    floats, shape ``[1, n_features]`` or ``[n_features]``, data flat or ``[[...]]``, no
+    parameters. ``None`` for anything else (or a non-finite value): ``json_inputs`` then
+    decodes it, or refuses it with its message. The same matrix as ``json_inputs`` gives
+    (floats only: numpy types a list of ints, or of booleans, otherwise) in a third of the
+    time (3 us instead of 11 us for 16 features)."""
+    inputs = header.get("inputs")
+    if type(inputs) is not list or len(inputs) != 1:
+        return None
+    tensor = inputs[0]
+    if type(tensor) is not dict or "parameters" in tensor:
+        return None
+    shape = tensor.get("shape")
+    datatype = tensor.get("datatype")
+    if type(shape) is not list or type(datatype) is not str or datatype not in _NUMERIC:
+        return None
+    if len(shape) == 2:
+        rows, width = shape
+        if type(rows) is not int or rows != 1:
+            return None
+    elif len(shape) == 1:
+        (width,) = shape
+    else:
+        return None
+    if type(width) is not int or width != n_features:
+        return None
+    data = tensor.get("data")
+    if type(data) is list and len(data) == 1 and type(data[0]) is list:
+        data = data[0]
+    if type(data) is not list or len(data) != width or not _FLOATS.issuperset(map(type, data)):
+        return None
+    if not all(map(math.isfinite, data)):
+        return None
+    values: FloatArray = np.array(data, dtype=np.float64).reshape(1, width)
+    return values
+
+
+_FLOATS = frozenset({float})
+_NUMERIC = frozenset(name for name, dtype in DTYPES.items() if dtype.kind != "b")
+
+
 def binary_size(parameters: object, *, label: str) -> int | None:
     """``parameters.binary_data_size`` of a tensor, if given; it must be a non-negative int."""
     if parameters is None:

@@ -161,3 +161,52 @@ def test_raw_outputs_are_little_endian_bytes() -> None:
     scores = np.array([0.25, -1.5])
     assert tensors.raw(scores) == scores.astype("<f8").tobytes()
     assert tensors.raw(scores > 0) == b"\x01\x00"
+
+
+ONE_ROW_DECODED = [
+    _input([1, 3], data=[0.5, -0.0, 1.7e308]),
+    _input([1, 3], data=[[0.5, -1.25, 5e-324]]),
+    _input([3], data=[0.1, 0.2, 0.3]),
+    _input([1, 3], "FP32", data=[0.1, 0.2, 0.3]),
+    _input([1, 3], "INT64", data=[1.5, 2.0, -3.0]),
+]
+
+
+@pytest.mark.parametrize("tensor", ONE_ROW_DECODED)
+def test_the_one_row_path_decodes_as_the_general_path(tensor: dict[str, Any]) -> None:
+    header = {"inputs": [tensor]}
+    fast = tensors.one_row(header, 3)
+    assert fast is not None
+    general = _decode(header)
+    assert fast.dtype == general.dtype == np.float64
+    assert fast.shape == general.shape == (1, 3)
+    assert fast.tobytes() == general.tobytes()
+
+
+ONE_ROW_DECLINED = [
+    {"inputs": [_input([1, 3], data=[1, 2, 3])]},  # ints: numpy types them otherwise
+    {"inputs": [_input([1, 3], data=[1.0, True, 3.0])]},  # a boolean among numbers
+    {"inputs": [_input([1, 3], data=[1.0, None, 3.0])]},
+    {"inputs": [_input([1, 3], data=[1.0, 2.0, float("inf")])]},
+    {"inputs": [_input([1, 3], "BOOL", data=[1.0, 2.0, 3.0])]},
+    {"inputs": [_input([1, 3], "FP128", data=[1.0, 2.0, 3.0])]},
+    {"inputs": [_input([1, 3], {}, data=[1.0, 2.0, 3.0])]},  # type: ignore[arg-type]
+    {"inputs": [_input([True, 3], data=[1.0, 2.0, 3.0])]},  # true is not a dimension
+    {"inputs": [_input([1, 4], data=[1.0, 2.0, 3.0, 4.0])]},  # another width
+    {"inputs": [_input([2, 3], data=[1.0, 2.0, 3.0] * 2)]},  # two rows: the general path
+    {"inputs": [_input([1, 3], data=[1.0, 2.0])]},  # too short for its shape
+    {"inputs": [_input([1, 3], data=[[1.0], [2.0], [3.0]])]},
+    {"inputs": [{**_input([1, 3], data=[1.0, 2.0, 3.0]), "parameters": {}}]},
+    {"inputs": [_input([1, 3], data=[1.0, 2.0, 3.0])] * 2},  # column blocks
+    {"inputs": _input([1, 3], data=[1.0, 2.0, 3.0])},  # not a list
+    {"inputs": ["x"]},
+    {},
+]
+
+
+@pytest.mark.parametrize("header", ONE_ROW_DECLINED)
+def test_the_one_row_path_leaves_everything_else_to_the_general_path(
+    header: dict[str, Any],
+) -> None:
+    # Declined requests are decoded, or refused with their message, by ``json_inputs``.
+    assert tensors.one_row(header, 3) is None
