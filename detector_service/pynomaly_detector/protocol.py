@@ -203,15 +203,40 @@ def preset(headers: Iterable[tuple[bytes, bytes]]) -> None:
         _PRESET[id(header)] = (header, b"".join([name, b": ", value, b"\r\n"]))
 
 
-async def _send(self: RequestResponseCycle, message: Any) -> None:
-    """uvicorn's ``RequestResponseCycle.send`` (0.54), with the response start's preset
-    header pairs written as their rendered lines (``preset``); otherwise line for line the
-    same."""
+async def _send(self: _PresetCycle, message: Any) -> None:
+    """uvicorn's ``RequestResponseCycle.send`` (0.54), with two changes and the same bytes:
+
+    - the response start's preset header pairs are written as their rendered lines
+      (``preset``); every other header takes uvicorn's checks line for line;
+    - the head of a response with a Content-Length waits for its body and both go in one
+      write: one ``send(2)`` a response instead of two (~10 us each here). The body a
+      Starlette ``Response`` sends right after its start; anything else first writes the
+      head, then takes uvicorn's path.
+    """
     if self.flow.write_paused and not self.disconnected:
         await self.flow.drain()  # pragma: no cover  # uvicorn's back-pressure, unchanged
 
     if self.disconnected:
         return
+
+    head = self.head
+    if head is not None:
+        self.head = None
+        if (
+            message["type"] == "http.response.body"
+            and not message.get("more_body", False)
+            and len(body := message.get("body", b"")) == self.expected_content_length
+        ):
+            # uvicorn's last body write and completion, with the head in the same write.
+            self.transport.write(head + body)
+            self.expected_content_length = 0
+            self.response_complete = True
+            self.message_event.set()
+            if not self.keep_alive:
+                self.transport.close()
+            self.on_response()
+            return
+        self.transport.write(head)
 
     if self.response_started or message["type"] != "http.response.start" or self.access_log:
         # Bodies, every error, and uvicorn's own access line (off here: ``logs.configure``).
@@ -265,12 +290,17 @@ async def _send(self: RequestResponseCycle, message: Any) -> None:
         content.append(b"transfer-encoding: chunked\r\n")
 
     content.append(b"\r\n")
-    self.transport.write(b"".join(content))
+    if self.chunked_encoding is False and self.scope["method"] != "HEAD":
+        self.head = b"".join(content)  # written with the body (see above)
+    else:
+        self.transport.write(b"".join(content))
 
 
 class _PresetCycle(RequestResponseCycle):
-    """uvicorn's request-response cycle with ``send`` writing preset headers (``_send``)."""
+    """uvicorn's request-response cycle with our ``send`` (``_send``)."""
 
+    head: bytes | None = None
+    """The response head, while it waits for its body."""
     send = _send  # the same signature, as a plain function
 
 

@@ -62,7 +62,13 @@ def _app(headers: list[Any], status: int = 200, body: bytes = BODY) -> Any:
 
 
 async def _exchange(cls: type[HttpToolsProtocol], app: Any, request: bytes) -> bytes:
-    config = Config(app, lifespan="off", server_header=False, date_header=False)
+    return b"".join(await _writes(cls, app, request))
+
+
+async def _writes(cls: type[HttpToolsProtocol], app: Any, request: bytes) -> list[bytes]:
+    # No uvicorn access line, as the service runs (``logs.configure``): with one, our send
+    # hands the response start to uvicorn's.
+    config = Config(app, lifespan="off", server_header=False, date_header=False, access_log=False)
     config.load()
     loop = asyncio.get_running_loop()
     transport = Transport()
@@ -74,7 +80,7 @@ async def _exchange(cls: type[HttpToolsProtocol], app: Any, request: bytes) -> b
         if proto.cycle is not None and proto.cycle.response_complete:
             break
     proto.connection_lost(None)
-    return b"".join(transport.written)
+    return transport.written
 
 
 GET = b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n"
@@ -155,3 +161,62 @@ async def test_a_served_request_leaves_nothing_for_the_garbage_collector() -> No
         gc.garbage.clear()
         gc.enable()
     assert cycles == []
+
+
+async def test_a_response_of_known_length_is_one_write() -> None:
+    # One send(2) a response: the head waits for the body (uvicorn writes each separately).
+    app = _app([*SECURITY_HEADERS, LENGTH])
+    ours = await _writes(protocol.GuardedHttpToolsProtocol, app, GET)
+    theirs = await _writes(HttpToolsProtocol, app, GET)
+    assert len(ours) == 1
+    assert len(theirs) == 2
+    assert ours == [b"".join(theirs)]
+
+
+async def test_a_streamed_response_sends_its_head_before_the_body_exists() -> None:
+    # Chunked (no Content-Length): the head goes out at once, as uvicorn sends it; so does a
+    # known-length head whose body comes in parts.
+    release = asyncio.Event()
+    seen: list[list[bytes]] = []
+
+    def streaming(headers: list[Any]) -> Any:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                return
+            await receive()
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b"part", "more_body": True})
+            seen.append(list(transport.written))
+            await release.wait()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        return app
+
+    config = Config(
+        streaming([]), lifespan="off", server_header=False, date_header=False, access_log=False
+    )
+    config.load()
+    for headers in ([], [(b"content-length", b"4")]):
+        release.clear()
+        seen.clear()
+        transport = Transport()
+        config.app = streaming(headers)
+        proto = protocol.GuardedHttpToolsProtocol(
+            config=config,
+            server_state=ServerState(),
+            app_state={},
+            _loop=asyncio.get_running_loop(),
+        )
+        proto.connection_made(transport)
+        proto.data_received(GET)
+        for _ in range(50):
+            await asyncio.sleep(0)
+            if seen:
+                break
+        assert seen
+        assert seen[0][0].startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"part" in b"".join(seen[0])
+        release.set()
+        for _ in range(50):
+            await asyncio.sleep(0)
+        proto.connection_lost(None)
